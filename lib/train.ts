@@ -1,0 +1,334 @@
+/**
+ * Training and evaluation as in the article: Adam, cross-entropy, one pass over the
+ * augmented training set per epoch, then the un-augmented test set; plus what a real run
+ * needs: checkpoints every epoch, resume, a stop on a non-finite loss, and progress callbacks.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import {
+  CHECKPOINT_FILE,
+  type EpochRecord,
+  restoreCheckpoint,
+  saveCheckpoint,
+} from "./checkpoint.ts";
+import { writeTextFileAtomic } from "./atomic.ts";
+import type { TrainConfig } from "./config.ts";
+import { epochBatches, limitSplit, NUM_CLASSES, type Split } from "./data.ts";
+import { resnet18 } from "./model.ts";
+import { saveModel } from "./model_io.ts";
+import { Rng } from "./rng.ts";
+
+export type { EpochRecord } from "./checkpoint.ts";
+
+/** Progress after one training batch, for a progress bar or a live notebook display. */
+export interface BatchProgress {
+  epoch: number;
+  epochs: number;
+  /** 1-based batch index within the epoch. */
+  batch: number;
+  batches: number;
+  /** Mean training loss over the epoch so far. */
+  loss: number;
+  /** Training throughput of this epoch so far. */
+  imagesPerSecond: number;
+  /** Estimated seconds until the whole run ends, evaluations included. */
+  etaSeconds: number;
+}
+
+/** Hooks called during {@linkcode train}; they may be async (a notebook redrawing a display). */
+export interface TrainCallbacks {
+  onBatchEnd?: (progress: BatchProgress) => void | Promise<void>;
+  onEpochEnd?: (record: EpochRecord, evaluation: Evaluation) => void | Promise<void>;
+}
+
+/** Test-set results: loss, accuracy, the confusion matrix and accuracy per class. */
+export interface Evaluation {
+  loss: number;
+  accuracy: number;
+  /** `confusion[trueClass][predictedClass]` = count. */
+  confusion: number[][];
+  perClassAccuracy: number[];
+  count: number;
+}
+
+/** Thrown when the loss becomes NaN or infinite; the run's last checkpoint stays as it was. */
+export class NonFiniteLossError extends Error {
+  constructor(readonly epoch: number, readonly batch: number, readonly loss: number) {
+    super(`Loss became ${loss} at epoch ${epoch}, batch ${batch}; training stopped`);
+    this.name = "NonFiniteLossError";
+  }
+}
+
+/** The article's optimiser: Adam with PyTorch's defaults (betas 0.9/0.999, eps 1e-8). */
+export function createOptimizer(config: Pick<TrainConfig, "learningRate">): tf.AdamOptimizer {
+  // TensorFlow.js defaults epsilon to 1e-7; PyTorch to 1e-8.
+  return tf.train.adam(config.learningRate, 0.9, 0.999, 1e-8);
+}
+
+/**
+ * Mean softmax cross-entropy of `logits` ([batch, classes]) against integer `labels` ([batch]),
+ * PyTorch's `nn.CrossEntropyLoss()`.
+ */
+export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+  return tf.tidy(() =>
+    tf.losses.softmaxCrossEntropy(tf.oneHot(labels, logits.shape[1]), logits) as tf.Scalar
+  );
+}
+
+/**
+ * One optimiser step on one batch (BatchNorm in training mode, updating its running statistics).
+ *
+ * @returns The batch's mean loss and how many images it classified correctly.
+ */
+export async function trainStep(
+  model: tf.LayersModel,
+  optimizer: tf.Optimizer,
+  x: tf.Tensor4D,
+  y: tf.Tensor1D,
+): Promise<{ loss: number; correct: number }> {
+  const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  let correct: tf.Tensor | undefined;
+  const loss = optimizer.minimize(
+    () => {
+      const logits = model.apply(x, { training: true }) as tf.Tensor2D;
+      correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), y), "int32")));
+      return crossEntropy(logits, y);
+    },
+    true,
+    variables,
+  )!;
+  const [lossValue, correctValue] = await Promise.all([loss.data(), correct!.data()]);
+  tf.dispose([loss, correct!]);
+  return { loss: lossValue[0], correct: correctValue[0] };
+}
+
+/** What {@linkcode trainEpoch} measured. */
+export interface EpochTraining {
+  loss: number;
+  accuracy: number;
+  seconds: number;
+  imagesPerSecond: number;
+}
+
+/**
+ * One pass over the (augmented, reshuffled) training split.
+ *
+ * @param rng Draws the epoch's order and augmentation; advanced in place.
+ * @param onBatch Called after every step with the batch index and the running figures.
+ * @throws {NonFiniteLossError} as soon as a batch's loss is NaN or infinite.
+ */
+export async function trainEpoch(
+  model: tf.LayersModel,
+  optimizer: tf.Optimizer,
+  split: Split,
+  options: {
+    batchSize: number;
+    rng: Rng;
+    epoch: number;
+    onBatch?: (batch: number, batches: number, stats: EpochTraining) => void | Promise<void>;
+  },
+): Promise<EpochTraining> {
+  const batches = Math.ceil(split.count / options.batchSize);
+  const start = performance.now();
+  let lossSum = 0, correct = 0, seen = 0, batch = 0;
+  const stats = (): EpochTraining => {
+    const seconds = (performance.now() - start) / 1000;
+    return {
+      loss: lossSum / Math.max(batch, 1),
+      accuracy: correct / Math.max(seen, 1),
+      seconds,
+      imagesPerSecond: seen / Math.max(seconds, 1e-9),
+    };
+  };
+  for (const { x, y, size } of epochBatches(split, { ...options, augment: true })) {
+    batch++;
+    let step;
+    try {
+      step = await trainStep(model, optimizer, x, y);
+    } finally {
+      tf.dispose([x, y]);
+    }
+    if (!Number.isFinite(step.loss)) throw new NonFiniteLossError(options.epoch, batch, step.loss);
+    lossSum += step.loss;
+    correct += step.correct;
+    seen += size;
+    await options.onBatch?.(batch, batches, stats());
+  }
+  return stats();
+}
+
+/**
+ * Evaluates on a split without augmentation, BatchNorm in inference mode.
+ *
+ * @param options.batchSize Images per forward pass. @default 500
+ */
+export async function evaluate(
+  model: tf.LayersModel,
+  split: Split,
+  options: { batchSize?: number } = {},
+): Promise<Evaluation> {
+  const confusion = Array.from(
+    { length: NUM_CLASSES },
+    () => new Array<number>(NUM_CLASSES).fill(0),
+  );
+  let lossSum = 0;
+  for (
+    const { x, y, size } of epochBatches(split, {
+      batchSize: options.batchSize ?? 500,
+      rng: null,
+      augment: false,
+    })
+  ) {
+    const [loss, predicted] = tf.tidy(() => {
+      const logits = model.apply(x, { training: false }) as tf.Tensor2D;
+      return [tf.mul(crossEntropy(logits, y), size), tf.argMax(logits, 1)];
+    });
+    const [lossValue, predictedValues, labels] = await Promise.all([
+      loss.data(),
+      predicted.data(),
+      y.data(),
+    ]);
+    tf.dispose([x, y, loss, predicted]);
+    lossSum += lossValue[0];
+    for (let i = 0; i < size; i++) confusion[labels[i]][predictedValues[i]]++;
+  }
+  const correct = confusion.reduce((sum, row, c) => sum + row[c], 0);
+  const perClassAccuracy = confusion.map((row, c) =>
+    row[c] / Math.max(1, row.reduce((a, b) => a + b, 0))
+  );
+  return {
+    loss: lossSum / split.count,
+    accuracy: correct / split.count,
+    confusion,
+    perClassAccuracy,
+    count: split.count,
+  };
+}
+
+/** Inputs of {@linkcode train}. */
+export interface TrainOptions {
+  config: TrainConfig;
+  /** The full splits; `config.trainLimit` / `testLimit` take class-balanced subsets of them. */
+  data: { train: Split; test: Split };
+  /** Where to write config.json, history.json, the checkpoint and the final model; null = nowhere. */
+  runDir?: string | null;
+  /** Continue from `runDir`'s checkpoint. @default false */
+  resume?: boolean;
+  callbacks?: TrainCallbacks;
+}
+
+/** What {@linkcode train} returns; the caller owns (and disposes) the model. */
+export interface TrainResult {
+  model: tf.LayersModel;
+  history: EpochRecord[];
+  evaluation: Evaluation;
+  /** The subsets actually used. */
+  train: Split;
+  test: Split;
+}
+
+// Fields a resumed run must share with the run it continues; epochs may grow, and backend and
+// learning rate may change (a lower rate is the usual cure after a diverged run).
+const RESUME_FIXED: (keyof TrainConfig)[] = [
+  "batchSize",
+  "width",
+  "trainLimit",
+  "testLimit",
+  "seed",
+];
+
+/**
+ * The article's training run: build ResNet-18, train `config.epochs` epochs with Adam, evaluate
+ * on the test set after each, checkpoint each epoch into `runDir`, save the final model there.
+ *
+ * @throws {NonFiniteLossError} when the loss diverges; the last good checkpoint stays.
+ */
+export async function train(options: TrainOptions): Promise<TrainResult> {
+  const { config, runDir = null, resume = false, callbacks = {} } = options;
+  const trainSplit = config.trainLimit === null
+    ? options.data.train
+    : limitSplit(options.data.train, config.trainLimit, config.seed);
+  const testSplit = config.testLimit === null
+    ? options.data.test
+    : limitSplit(options.data.test, config.testLimit, config.seed + 1);
+  const model = resnet18({ width: config.width, seed: config.seed });
+  const optimizer = createOptimizer(config);
+  let rng = new Rng(config.seed);
+  let history: EpochRecord[] = [];
+  let evaluation: Evaluation | null = null;
+  try {
+    if (resume) {
+      if (runDir === null) throw new Error("Expected a run folder to resume from but found none");
+      const state = await restoreCheckpoint(`${runDir}/${CHECKPOINT_FILE}`, model, optimizer);
+      const changed = RESUME_FIXED.filter((k) => state.config[k] !== config[k]);
+      if (changed.length > 0) {
+        throw new Error(
+          `Cannot resume ${runDir}: ${
+            changed.map((k) => `${k} was ${state.config[k]}, now ${config[k]}`).join(", ")
+          }`,
+        );
+      }
+      rng = Rng.fromState(state.rngState);
+      history = state.history;
+    } else if (runDir !== null) {
+      await Deno.mkdir(runDir, { recursive: true });
+      await writeTextFileAtomic(`${runDir}/config.json`, JSON.stringify(config, null, 2) + "\n");
+    }
+    const batches = Math.ceil(trainSplit.count / config.batchSize);
+    let evalSeconds: number | null = null;
+    for (let epoch = history.length + 1; epoch <= config.epochs; epoch++) {
+      const trained = await trainEpoch(model, optimizer, trainSplit, {
+        batchSize: config.batchSize,
+        rng,
+        epoch,
+        onBatch: (batch, _, stats) => {
+          const remainingImages = (batches - batch) / batches * trainSplit.count +
+            (config.epochs - epoch) * trainSplit.count;
+          // Until the first evaluation is timed, take inference as 3x faster than training.
+          const perEval = evalSeconds ?? testSplit.count / stats.imagesPerSecond / 3;
+          return callbacks.onBatchEnd?.({
+            epoch,
+            epochs: config.epochs,
+            batch,
+            batches,
+            loss: stats.loss,
+            imagesPerSecond: stats.imagesPerSecond,
+            etaSeconds: remainingImages / stats.imagesPerSecond +
+              perEval * (config.epochs - epoch + 1),
+          });
+        },
+      });
+      const evalStart = performance.now();
+      evaluation = await evaluate(model, testSplit);
+      evalSeconds = (performance.now() - evalStart) / 1000;
+      const record: EpochRecord = {
+        epoch,
+        trainLoss: trained.loss,
+        trainAccuracy: trained.accuracy,
+        testLoss: evaluation.loss,
+        testAccuracy: evaluation.accuracy,
+        seconds: trained.seconds + evalSeconds,
+        imagesPerSecond: trained.imagesPerSecond,
+      };
+      history.push(record);
+      if (runDir !== null) {
+        const state = { epoch, rngState: rng.state(), history, config };
+        await saveCheckpoint(`${runDir}/${CHECKPOINT_FILE}`, model, optimizer, state);
+        await writeTextFileAtomic(
+          `${runDir}/history.json`,
+          JSON.stringify(history, null, 2) + "\n",
+        );
+      }
+      await callbacks.onEpochEnd?.(record, evaluation);
+    }
+    evaluation ??= await evaluate(model, testSplit);
+    if (runDir !== null) await saveModel(model, `${runDir}/model`);
+    return { model, history, evaluation, train: trainSplit, test: testSplit };
+  } catch (error) {
+    model.dispose();
+    throw error;
+  } finally {
+    optimizer.dispose();
+  }
+}

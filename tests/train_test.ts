@@ -1,0 +1,137 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { initBackend } from "../lib/backend.ts";
+import { CHECKPOINT_FILE, restoreCheckpoint } from "../lib/checkpoint.ts";
+import { makeConfig } from "../lib/config.ts";
+import { resnet18 } from "../lib/model.ts";
+import { loadModel } from "../lib/model_io.ts";
+import { createOptimizer, evaluate, NonFiniteLossError, train } from "../lib/train.ts";
+import { syntheticSplit } from "./synthetic.ts";
+
+await initBackend("wasm");
+
+const data = { train: syntheticSplit(96, 1), test: syntheticSplit(40, 2) };
+const small = { width: 4, batchSize: 32, backend: "wasm" as const, epochs: 2 };
+
+async function weightsOf(model: tf.LayersModel): Promise<Float32Array[]> {
+  return await Promise.all(model.weights.map((w) => w.read().data() as Promise<Float32Array>));
+}
+
+Deno.test("train() leaks no tensors: tf.memory().numTensors is the same after every epoch", async () => {
+  const before = tf.memory().numTensors;
+  const counts: number[] = [];
+  const result = await train({
+    config: makeConfig({ ...small, epochs: 3 }),
+    data,
+    callbacks: { onEpochEnd: () => void counts.push(tf.memory().numTensors) },
+  });
+  assert.equal(counts.length, 3);
+  assert.equal(counts[1], counts[0]);
+  assert.equal(counts[2], counts[0]);
+  result.model.dispose();
+  assert.equal(tf.memory().numTensors, before);
+});
+
+Deno.test("train() learns: synthetic colour classes are separated within a few epochs", async () => {
+  const result = await train({ config: makeConfig({ ...small, epochs: 4, learningRate: 0.01 }), data });
+  try {
+    assert.equal(result.history.length, 4);
+    assert.ok(result.history[3].trainLoss < result.history[0].trainLoss, JSON.stringify(result.history));
+    assert.ok(result.evaluation.accuracy > 0.5, `accuracy ${result.evaluation.accuracy}`);
+  } finally {
+    result.model.dispose();
+  }
+});
+
+Deno.test("train() writes the run folder, and --resume gives the uninterrupted run's weights", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const full = await train({ config: makeConfig(small), data, runDir: `${dir}/full` });
+    const once = await train({ config: makeConfig({ ...small, epochs: 1 }), data, runDir: `${dir}/cut` });
+    once.model.dispose();
+    const resumed = await train({ config: makeConfig(small), data, runDir: `${dir}/cut`, resume: true });
+    const [a, b] = [await weightsOf(full.model), await weightsOf(resumed.model)];
+    assert.equal(a.length, b.length);
+    a.forEach((w, i) => assert.deepEqual(b[i], w, `weight ${full.model.weights[i].originalName}`));
+    const strip = (h: typeof full.history) => h.map(({ seconds: _s, imagesPerSecond: _i, ...r }) => r);
+    assert.deepEqual(strip(resumed.history), strip(full.history));
+
+    for (const file of ["config.json", "history.json", CHECKPOINT_FILE, "model/model.json", "model/weights.bin"]) {
+      await Deno.stat(`${dir}/full/${file}`);
+    }
+    const history = JSON.parse(await Deno.readTextFile(`${dir}/full/history.json`));
+    assert.deepEqual(Object.keys(history[0]).sort(), [
+      "epoch", "imagesPerSecond", "seconds", "testAccuracy", "testLoss", "trainAccuracy", "trainLoss",
+    ]);
+    // The saved TensorFlow.js model gives the trained model's predictions.
+    const loaded = await loadModel(`${dir}/full/model`);
+    const x = tf.randomNormal([3, 32, 32, 3], 0, 1, "float32", 1);
+    const [p, q] = [full.model.predict(x) as tf.Tensor, loaded.predict(x) as tf.Tensor];
+    assert.deepEqual(await q.data(), await p.data());
+    tf.dispose([x, p, q]);
+    [full.model, resumed.model, loaded].forEach((m) => m.dispose());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() stops on a NaN loss and keeps the last good checkpoint byte for byte", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const first = await train({ config: makeConfig({ ...small, epochs: 1 }), data, runDir: dir });
+    first.model.dispose();
+    const good = await Deno.readFile(`${dir}/${CHECKPOINT_FILE}`);
+    const before = tf.memory().numTensors;
+    await assert.rejects(
+      train({ config: makeConfig({ ...small, learningRate: 1e38 }), data, runDir: dir, resume: true }),
+      (e: unknown) => {
+        assert.ok(e instanceof NonFiniteLossError);
+        assert.match((e as Error).message, /Loss became (NaN|Infinity) at epoch 2, batch \d+/);
+        return true;
+      },
+    );
+    assert.equal(tf.memory().numTensors, before);
+    assert.deepEqual(await Deno.readFile(`${dir}/${CHECKPOINT_FILE}`), good);
+    const leftovers = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.includes(".tmp-"));
+    assert.deepEqual(leftovers, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("restoreCheckpoint() refuses a checkpoint of another width, listing what did not fit", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const run = await train({ config: makeConfig({ ...small, epochs: 1 }), data, runDir: dir });
+    run.model.dispose();
+    const wider = resnet18({ width: 8 });
+    const optimizer = createOptimizer({ learningRate: 0.001 });
+    await assert.rejects(
+      restoreCheckpoint(`${dir}/${CHECKPOINT_FILE}`, wider, optimizer),
+      /does not fit this model .*model\/conv1\/kernel: expected shape \[3,3,3,8\] but found \[3,3,3,4\]/,
+    );
+    await assert.rejects(
+      train({ config: makeConfig({ ...small, seed: 5 }), data, runDir: dir, resume: true }),
+      /Cannot resume .*seed was 0, now 5/,
+    );
+    wider.dispose();
+    optimizer.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("evaluate() fills a confusion matrix whose diagonal gives the accuracy", async () => {
+  const model = resnet18({ width: 4 });
+  try {
+    const result = await evaluate(model, data.test, { batchSize: 16 });
+    const total = result.confusion.flat().reduce((a, b) => a + b, 0);
+    assert.equal(total, 40);
+    result.confusion.forEach((row) => assert.equal(row.reduce((a, b) => a + b, 0), 4));
+    const diagonal = result.confusion.reduce((s, row, i) => s + row[i], 0);
+    assert.equal(result.accuracy, diagonal / 40);
+    assert.ok(Number.isFinite(result.loss) && result.loss > 0);
+  } finally {
+    model.dispose();
+  }
+});
