@@ -33,11 +33,18 @@ Deno.test("train() leaks no tensors: tf.memory().numTensors is the same after ev
 });
 
 Deno.test("train() learns: synthetic colour classes are separated within a few epochs", async () => {
-  const result = await train({ config: makeConfig({ ...small, epochs: 4, learningRate: 0.01 }), data });
+  const result = await train({
+    config: makeConfig({ ...small, epochs: 8, batchSize: 16, learningRate: 0.003 }),
+    data,
+  });
   try {
-    assert.equal(result.history.length, 4);
-    assert.ok(result.history[3].trainLoss < result.history[0].trainLoss, JSON.stringify(result.history));
-    assert.ok(result.evaluation.accuracy > 0.5, `accuracy ${result.evaluation.accuracy}`);
+    assert.equal(result.history.length, 8);
+    assert.ok(
+      result.history[7].trainLoss < result.history[0].trainLoss,
+      JSON.stringify(result.history),
+    );
+    // Chance is 0.1; measured 0.8 with this seed.
+    assert.ok(result.evaluation.accuracy >= 0.5, `accuracy ${result.evaluation.accuracy}`);
   } finally {
     result.model.dispose();
   }
@@ -47,21 +54,45 @@ Deno.test("train() writes the run folder, and --resume gives the uninterrupted r
   const dir = await Deno.makeTempDir();
   try {
     const full = await train({ config: makeConfig(small), data, runDir: `${dir}/full` });
-    const once = await train({ config: makeConfig({ ...small, epochs: 1 }), data, runDir: `${dir}/cut` });
+    const once = await train({
+      config: makeConfig({ ...small, epochs: 1 }),
+      data,
+      runDir: `${dir}/cut`,
+    });
     once.model.dispose();
-    const resumed = await train({ config: makeConfig(small), data, runDir: `${dir}/cut`, resume: true });
+    const resumed = await train({
+      config: makeConfig(small),
+      data,
+      runDir: `${dir}/cut`,
+      resume: true,
+    });
     const [a, b] = [await weightsOf(full.model), await weightsOf(resumed.model)];
     assert.equal(a.length, b.length);
     a.forEach((w, i) => assert.deepEqual(b[i], w, `weight ${full.model.weights[i].originalName}`));
-    const strip = (h: typeof full.history) => h.map(({ seconds: _s, imagesPerSecond: _i, ...r }) => r);
+    const strip = (h: typeof full.history) =>
+      h.map(({ seconds: _s, imagesPerSecond: _i, ...r }) => r);
     assert.deepEqual(strip(resumed.history), strip(full.history));
 
-    for (const file of ["config.json", "history.json", CHECKPOINT_FILE, "model/model.json", "model/weights.bin"]) {
+    for (
+      const file of [
+        "config.json",
+        "history.json",
+        CHECKPOINT_FILE,
+        "model/model.json",
+        "model/weights.bin",
+      ]
+    ) {
       await Deno.stat(`${dir}/full/${file}`);
     }
     const history = JSON.parse(await Deno.readTextFile(`${dir}/full/history.json`));
     assert.deepEqual(Object.keys(history[0]).sort(), [
-      "epoch", "imagesPerSecond", "seconds", "testAccuracy", "testLoss", "trainAccuracy", "trainLoss",
+      "epoch",
+      "imagesPerSecond",
+      "seconds",
+      "testAccuracy",
+      "testLoss",
+      "trainAccuracy",
+      "trainLoss",
     ]);
     // The saved TensorFlow.js model gives the trained model's predictions.
     const loaded = await loadModel(`${dir}/full/model`);
@@ -83,7 +114,12 @@ Deno.test("train() stops on a NaN loss and keeps the last good checkpoint byte f
     const good = await Deno.readFile(`${dir}/${CHECKPOINT_FILE}`);
     const before = tf.memory().numTensors;
     await assert.rejects(
-      train({ config: makeConfig({ ...small, learningRate: 1e38 }), data, runDir: dir, resume: true }),
+      train({
+        config: makeConfig({ ...small, learningRate: 1e38 }),
+        data,
+        runDir: dir,
+        resume: true,
+      }),
       (e: unknown) => {
         assert.ok(e instanceof NonFiniteLossError);
         assert.match((e as Error).message, /Loss became (NaN|Infinity) at epoch 2, batch \d+/);
@@ -92,7 +128,9 @@ Deno.test("train() stops on a NaN loss and keeps the last good checkpoint byte f
     );
     assert.equal(tf.memory().numTensors, before);
     assert.deepEqual(await Deno.readFile(`${dir}/${CHECKPOINT_FILE}`), good);
-    const leftovers = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.includes(".tmp-"));
+    const leftovers = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
+      n.includes(".tmp-")
+    );
     assert.deepEqual(leftovers, []);
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import * as tf from "@tensorflow/tfjs";
+import { type BackendName, initBackend } from "../lib/backend.ts";
+
+/** This checkout's node_modules, the only folder the wasm backend needs to read. */
+const NODE_MODULES = (() => {
+  const entry = fileURLToPath(import.meta.resolve("@tensorflow/tfjs-backend-wasm"));
+  return entry.slice(0, entry.indexOf("node_modules") + "node_modules".length);
+})();
+
+/** What `auto` must pick here: webgpu only for a hardware adapter. */
+async function hardwareAdapter(): Promise<GPUAdapter | null> {
+  const adapter = await navigator.gpu?.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) return null;
+  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  return info.isFallbackAdapter ? null : adapter;
+}
+
+async function squares(): Promise<number[]> {
+  const x = tf.tensor1d([1, 2, 3]);
+  const y = tf.square(x);
+  const values = Array.from(await y.data());
+  tf.dispose([x, y]);
+  return values;
+}
+
+Deno.test("initBackend() rejects an unknown name, listing the valid ones", async () => {
+  await assert.rejects(
+    () => initBackend("cuda" as BackendName),
+    {
+      name: "RangeError",
+      message: "Expected backend to be one of cpu, wasm, webgpu, auto but found cuda",
+    },
+  );
+});
+
+// Runs before any test starts the wasm backend: once started, it needs no permission.
+Deno.test({
+  name: "initBackend('wasm') without read permission names the file and the flag",
+  permissions: { read: false },
+  async fn() {
+    await assert.rejects(() => initBackend("wasm"), {
+      message:
+        /needs read access to .*tfjs-backend-wasm-simd\.wasm but it was denied; run Deno with --allow-read/,
+    });
+  },
+});
+
+Deno.test({
+  name: "initBackend('wasm') starts with read access to node_modules alone (no env, sys, net)",
+  permissions: {
+    read: [NODE_MODULES],
+    env: false,
+    sys: false,
+    net: false,
+    write: false,
+    run: false,
+  },
+  async fn() {
+    const logged: string[] = [];
+    const backend = await initBackend("wasm", { log: (m) => logged.push(m) });
+    assert.equal(backend.name, "wasm");
+    assert.equal(tf.getBackend(), "wasm");
+    assert.match(backend.detail, /^SIMD, 1 thread,/);
+    assert.match(logged.join("\n"), /wasm: loading binaries from .*node_modules/);
+    assert.notEqual(tf.getKernel("Conv2DBackpropFilter", "wasm"), undefined);
+    assert.deepEqual(await squares(), [1, 4, 9]);
+  },
+});
+
+Deno.test("initBackend() can be called repeatedly to switch between backends", async () => {
+  for (const name of ["cpu", "wasm", "cpu", "wasm", "wasm"] as const) {
+    const backend = await initBackend(name);
+    assert.equal(backend.name, name);
+    assert.equal(tf.getBackend(), name);
+    assert.deepEqual(await squares(), [1, 4, 9]);
+  }
+});
+
+Deno.test("initBackend('auto') picks webgpu only for a hardware adapter and logs why", async () => {
+  const expected = (await hardwareAdapter()) === null ? "wasm" : "webgpu";
+  const logged: string[] = [];
+  const backend = await initBackend("auto", { log: (m) => logged.push(m) });
+  console.log(`    auto -> ${backend.name}: ${backend.detail}`);
+  assert.equal(backend.name, expected);
+  assert.equal(tf.getBackend(), expected);
+  assert.match(logged.join("\n"), new RegExp(`auto: picked ${expected}`));
+  if (expected === "wasm") assert.match(backend.detail, /auto chose wasm because .+/);
+  assert.deepEqual(await squares(), [1, 4, 9]);
+  await initBackend("cpu");
+});
+
+Deno.test("initBackend('webgpu') names the adapter, or says why WebGPU is unavailable", async () => {
+  const adapter = await navigator.gpu?.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    await assert.rejects(() => initBackend("webgpu"), { message: /navigator\.gpu|no adapter/ });
+    return;
+  }
+  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  for (let call = 0; call < 2; call++) {
+    // The second call must reuse the backend the first one made (tfjs#8518).
+    const backend = await initBackend("webgpu");
+    console.log(`    webgpu: ${backend.detail}`);
+    assert.equal(backend.name, "webgpu");
+    assert.equal(tf.getBackend(), "webgpu");
+    if (info.description) assert.ok(backend.detail.includes(info.description), backend.detail);
+    assert.equal(backend.detail.includes("(fallback adapter)"), info.isFallbackAdapter === true);
+    assert.deepEqual(await squares(), [1, 4, 9]);
+  }
+  await initBackend("cpu");
+});

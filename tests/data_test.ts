@@ -1,0 +1,490 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import {
+  augmentInto,
+  CIFAR10_CLASSES,
+  CIFAR10_MEAN,
+  CIFAR10_STD,
+  drawAugmentation,
+  epochBatches,
+  IMAGE_BYTES,
+  limitSplit,
+  loadCifar10,
+  makeBatch,
+  normalizeInto,
+  parseBatch,
+  parseClassNames,
+  RECORD_BYTES,
+  type Split,
+} from "../lib/data.ts";
+import { Rng } from "../lib/rng.ts";
+
+await tf.setBackend("cpu");
+
+const PLANE = 32 * 32;
+
+/** One record in the file layout: label, then R, G, B planes; `pixel(c, y, x)` gives each value. */
+function record(label: number, pixel: (c: number, y: number, x: number) => number): Uint8Array {
+  const bytes = new Uint8Array(RECORD_BYTES);
+  bytes[0] = label;
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < 32; y++) {
+      for (let x = 0; x < 32; x++) bytes[1 + c * PLANE + y * 32 + x] = pixel(c, y, x);
+    }
+  }
+  return bytes;
+}
+
+/** A batch file of records whose pixels all equal (label * 10 + record index) % 256. */
+function batchFile(labels: number[]): Uint8Array {
+  const out = new Uint8Array(labels.length * RECORD_BYTES);
+  labels.forEach((label, i) =>
+    out.set(record(label, () => (label * 10 + i) % 256), i * RECORD_BYTES)
+  );
+  return out;
+}
+
+/** A split whose image i has every byte equal to i % 256; labels as given. */
+function indexedSplit(labels: number[]): Split {
+  const images = new Uint8Array(labels.length * IMAGE_BYTES);
+  for (let i = 0; i < labels.length; i++) {
+    images.fill(i % 256, i * IMAGE_BYTES, (i + 1) * IMAGE_BYTES);
+  }
+  return { images, labels: Uint8Array.from(labels), count: labels.length };
+}
+
+/** NHWC byte index of channel c at (x, y). */
+const at = (x: number, y: number, c: number) => (y * 32 + x) * 3 + c;
+
+const normalized = (value: number, c: number) => (value / 255 - CIFAR10_MEAN[c]) / CIFAR10_STD[c];
+
+Deno.test("parseBatch() reorders planar R, G, B records into NHWC", () => {
+  const bytes = new Uint8Array(2 * RECORD_BYTES);
+  bytes.set(record(3, (c, y, x) => (c * 80 + y * 2 + x) % 256), 0);
+  bytes.set(record(9, (c) => 200 + c), RECORD_BYTES);
+  const split = parseBatch(bytes, "data_batch_1.bin");
+  assert.equal(split.count, 2);
+  assert.deepEqual([...split.labels], [3, 9]);
+  assert.equal(split.images.length, 2 * IMAGE_BYTES);
+  for (const [x, y] of [[0, 0], [31, 0], [5, 7], [31, 31]]) {
+    for (let c = 0; c < 3; c++) {
+      assert.equal(split.images[at(x, y, c)], (c * 80 + y * 2 + x) % 256, `pixel ${x},${y},${c}`);
+    }
+  }
+  assert.deepEqual([...split.images.subarray(IMAGE_BYTES, IMAGE_BYTES + 6)], [
+    200,
+    201,
+    202,
+    200,
+    201,
+    202,
+  ]);
+});
+
+Deno.test("parseBatch() rejects sizes that are not whole records", async (t) => {
+  await t.step("an empty file", () => {
+    assert.throws(() => parseBatch(new Uint8Array(0), "test_batch.bin"), {
+      message: "Expected the size of test_batch.bin to be a non-zero multiple of 3073 bytes " +
+        "but found 0 bytes (an empty file)",
+    });
+  });
+  await t.step("a partial last record, naming its offset", () => {
+    assert.throws(() => parseBatch(new Uint8Array(2 * RECORD_BYTES + 5), "data_batch_2.bin"), {
+      message: "Expected the size of data_batch_2.bin to be a non-zero multiple of 3073 bytes " +
+        "but found 6151 bytes (the last record, at byte offset 6146, has only 5 bytes)",
+    });
+  });
+});
+
+Deno.test("parseBatch() rejects a label outside 0..9 with its byte offset", () => {
+  const bytes = batchFile([1, 2, 12, 3]);
+  assert.throws(() => parseBatch(bytes, "data_batch_3.bin"), {
+    message: "Expected a label in 0..9 in data_batch_3.bin at byte offset 6146 but found 12",
+  });
+});
+
+Deno.test("parseClassNames() ignores blank lines and CRLF, and wants 10 names", () => {
+  const encode = (text: string) => new TextEncoder().encode(text);
+  const text = "\n" + CIFAR10_CLASSES.join("\r\n") + "\n\n  \n";
+  assert.deepEqual(parseClassNames(encode(text), "batches.meta.txt"), [...CIFAR10_CLASSES]);
+  assert.throws(() => parseClassNames(encode("cat\ndog\n"), "x/batches.meta.txt"), {
+    message:
+      'Expected 10 class names (one a line) in x/batches.meta.txt but found 2: ["cat","dog"]',
+  });
+});
+
+/** Writes a small CIFAR-10 folder: batch k holds k+1 records; test holds 3. */
+async function writeFolder(dir: string, override: Record<string, Uint8Array> = {}) {
+  await Deno.mkdir(dir, { recursive: true });
+  const files: Record<string, Uint8Array> = {
+    "batches.meta.txt": new TextEncoder().encode(CIFAR10_CLASSES.join("\n") + "\n\n"),
+    "test_batch.bin": batchFile([7, 8, 9]),
+  };
+  for (let k = 1; k <= 5; k++) {
+    files[`data_batch_${k}.bin`] = batchFile(Array.from({ length: k }, (_, i) => (k + i) % 10));
+  }
+  for (const [name, bytes] of Object.entries({ ...files, ...override })) {
+    await Deno.writeFile(join(dir, name), bytes);
+  }
+}
+
+Deno.test("loadCifar10() reads a folder", async (t) => {
+  const root = await Deno.makeTempDir();
+  try {
+    const folder = join(root, "cifar-10-batches-bin");
+    await writeFolder(folder);
+    for (const source of [root, folder]) {
+      await t.step(
+        `given ${source === root ? "the parent folder" : "the folder itself"}`,
+        async () => {
+          const data = await loadCifar10({ source });
+          assert.deepEqual(data.classNames, [...CIFAR10_CLASSES]);
+          assert.equal(data.train.count, 1 + 2 + 3 + 4 + 5);
+          // Batches are concatenated in order 1..5.
+          assert.deepEqual([...data.train.labels.subarray(0, 6)], [1, 2, 3, 3, 4, 5]);
+          assert.equal(data.train.images[IMAGE_BYTES], 20 + 0); // batch 2, record 0, label 2
+          assert.deepEqual([...data.test.labels], [7, 8, 9]);
+          assert.equal(data.test.images[2 * IMAGE_BYTES], (90 + 2) % 256);
+        },
+      );
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("loadCifar10() names the file and path of what is wrong", async (t) => {
+  const root = await Deno.makeTempDir();
+  try {
+    await t.step("a source that does not exist", async () => {
+      const missing = join(root, "nowhere");
+      await assert.rejects(() => loadCifar10({ source: missing }), {
+        message: "Expected source to be a cifar-10-batches-bin folder, a folder holding one, " +
+          `a .tar.gz archive or an http(s) URL, but found nothing at ${missing}`,
+      });
+    });
+    await t.step("a missing batch file", async () => {
+      const folder = join(root, "cifar-10-batches-bin");
+      await writeFolder(folder);
+      await Deno.remove(join(folder, "data_batch_4.bin"));
+      await assert.rejects(() => loadCifar10({ source: root }), {
+        message: `Expected ${folder} to hold the CIFAR-10 binary files but ` +
+          "data_batch_4.bin is missing",
+      });
+    });
+    await t.step("a folder without the files or the subfolder", async () => {
+      const empty = join(root, "empty");
+      await Deno.mkdir(empty);
+      await assert.rejects(() => loadCifar10({ source: empty }), {
+        message: new RegExp(
+          `^Expected ${empty} to hold the CIFAR-10 binary files or a cifar-10-batches-bin/ ` +
+            "subfolder but data_batch_1.bin, .*, batches.meta.txt are missing$",
+        ),
+      });
+    });
+    await t.step("a bad label, with the file's path", async () => {
+      const folder = join(root, "bad-label");
+      await writeFolder(folder, { "data_batch_3.bin": batchFile([1, 2, 12]) });
+      await assert.rejects(() => loadCifar10({ source: folder }), {
+        message: `Expected a label in 0..9 in ${
+          join(folder, "data_batch_3.bin")
+        } at byte offset 6146 but found 12`,
+      });
+    });
+    await t.step("a meta file with 9 names", async () => {
+      const folder = join(root, "bad-meta");
+      const nine = new TextEncoder().encode(CIFAR10_CLASSES.slice(0, 9).join("\n"));
+      await writeFolder(folder, { "batches.meta.txt": nine });
+      await assert.rejects(() => loadCifar10({ source: folder }), {
+        message: new RegExp(
+          `^Expected 10 class names \\(one a line\\) in ${
+            join(folder, "batches.meta.txt")
+          } but found 9`,
+        ),
+      });
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("normalizeInto() applies ToTensor then Normalize per channel", () => {
+  const out = new Float32Array(8).fill(99);
+  normalizeInto(new Uint8Array([255, 0, 128, 0, 255, 7]), out, 1);
+  const expected = [
+    99,
+    (1 - 0.4914) / 0.2023,
+    (0 - 0.4822) / 0.1994,
+    (128 / 255 - 0.4465) / 0.2010,
+    (0 - 0.4914) / 0.2023,
+    (1 - 0.4822) / 0.1994,
+    (7 / 255 - 0.4465) / 0.2010,
+    99,
+  ];
+  expected.forEach((value, i) => assert.ok(Math.abs(out[i] - value) < 1e-6, `index ${i}`));
+  assert.throws(() => normalizeInto(new Uint8Array(6), new Float32Array(6), 1), RangeError);
+});
+
+Deno.test("augmentInto() crops the zero-padded image and then flips it", async (t) => {
+  // R = x, G = y, B = 200: every source pixel says where it came from, and none is 0 in B.
+  const src = new Uint8Array(IMAGE_BYTES);
+  for (let y = 0; y < 32; y++) {
+    for (let x = 0; x < 32; x++) src.set([x, y, 200], at(x, y, 0));
+  }
+  const dst = new Uint8Array(IMAGE_BYTES);
+  const pixel = (x: number, y: number) => [...dst.subarray(at(x, y, 0), at(x, y, 0) + 3)];
+
+  await t.step("the centred window without flip is the identity", () => {
+    augmentInto(src, dst, { dx: 4, dy: 4, flip: false });
+    assert.deepEqual(dst, src);
+  });
+  await t.step("flip alone mirrors columns", () => {
+    augmentInto(src, dst, { dx: 4, dy: 4, flip: true });
+    assert.deepEqual(pixel(0, 0), [31, 0, 200]);
+    assert.deepEqual(pixel(31, 17), [0, 17, 200]);
+  });
+  await t.step("dx = 8, dy = 0 shows padding on top and on the right", () => {
+    augmentInto(src, dst, { dx: 8, dy: 0, flip: false });
+    assert.deepEqual(pixel(0, 3), [0, 0, 0]); // rows 0..3 are padding
+    assert.deepEqual(pixel(0, 4), [4, 0, 200]); // source (4, 0)
+    assert.deepEqual(pixel(27, 31), [31, 27, 200]);
+    assert.deepEqual(pixel(28, 31), [0, 0, 0]); // columns 28..31 are padding
+  });
+  await t.step("dx = 0 then flip puts the padding on the right", () => {
+    augmentInto(src, dst, { dx: 0, dy: 8, flip: true });
+    assert.deepEqual(pixel(0, 0), [27, 4, 200]); // crop column 31 = source column 27
+    assert.deepEqual(pixel(27, 27), [0, 31, 200]);
+    assert.deepEqual(pixel(28, 0), [0, 0, 0]);
+    assert.deepEqual(pixel(5, 28), [0, 0, 0]); // rows 28..31 are padding
+  });
+  await t.step("padding normalises to (0 - mean) / std", () => {
+    augmentInto(src, dst, { dx: 0, dy: 0, flip: false });
+    const out = new Float32Array(IMAGE_BYTES);
+    normalizeInto(dst, out);
+    for (let c = 0; c < 3; c++) {
+      assert.ok(Math.abs(out[at(0, 0, c)] - -CIFAR10_MEAN[c] / CIFAR10_STD[c]) < 1e-6);
+    }
+  });
+  await t.step("offsets outside 0..8 are refused", () => {
+    assert.throws(() => augmentInto(src, dst, { dx: 9, dy: 0, flip: false }), {
+      name: "RangeError",
+      message: "Expected dx and dy to be integers in 0..8 but found dx=9, dy=0",
+    });
+  });
+});
+
+Deno.test("drawAugmentation() covers every offset and flips about half the time", () => {
+  const rng = new Rng(3);
+  const dxs = new Set<number>();
+  const dys = new Set<number>();
+  let flips = 0;
+  for (let i = 0; i < 2000; i++) {
+    const { dx, dy, flip } = drawAugmentation(rng);
+    dxs.add(dx);
+    dys.add(dy);
+    if (flip) flips++;
+  }
+  assert.deepEqual([...dxs].sort(), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.deepEqual([...dys].sort(), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.ok(flips > 900 && flips < 1100, `${flips} flips of 2000`);
+});
+
+Deno.test("makeBatch() normalises, augments from the rng, and checks its inputs", async (t) => {
+  const split = indexedSplit([4, 5, 6]);
+  await t.step("without augmentation: normalised images in index order", () => {
+    const { x, y } = makeBatch(split, [2, 0], { augment: false });
+    assert.deepEqual(x.shape, [2, 32, 32, 3]);
+    assert.equal(x.dtype, "float32");
+    assert.equal(y.dtype, "int32");
+    assert.deepEqual([...y.dataSync()], [6, 4]);
+    const values = x.dataSync();
+    assert.ok(Math.abs(values[0] - normalized(2, 0)) < 1e-6);
+    assert.ok(Math.abs(values[IMAGE_BYTES + 2] - normalized(0, 2)) < 1e-6);
+    tf.dispose([x, y]);
+  });
+  await t.step("with augmentation: augmentInto + normalizeInto with params drawn in order", () => {
+    const photo: Split = {
+      images: Uint8Array.from({ length: 2 * IMAGE_BYTES }, (_, i) => (i * 7) % 251),
+      labels: new Uint8Array([1, 2]),
+      count: 2,
+    };
+    const { x, y } = makeBatch(photo, [1, 0], { augment: true, rng: new Rng(11) });
+    const replay = new Rng(11);
+    const expected = new Float32Array(2 * IMAGE_BYTES);
+    const scratch = new Uint8Array(IMAGE_BYTES);
+    [1, 0].forEach((index, i) => {
+      const image = photo.images.subarray(index * IMAGE_BYTES, (index + 1) * IMAGE_BYTES);
+      augmentInto(image, scratch, drawAugmentation(replay));
+      normalizeInto(scratch, expected, i * IMAGE_BYTES);
+    });
+    assert.deepEqual(x.dataSync(), expected);
+    tf.dispose([x, y]);
+  });
+  await t.step("bad inputs", () => {
+    assert.throws(() => makeBatch(split, [0, 3], { augment: false }), {
+      name: "RangeError",
+      message: "Expected indices to be integers in 0..2 but found 3 at position 1",
+    });
+    assert.throws(() => makeBatch(split, [], { augment: false }), RangeError);
+    assert.throws(() => makeBatch(split, [0], { augment: true }), {
+      name: "TypeError",
+      message: "Expected an rng when augment is true but found none",
+    });
+  });
+});
+
+/** Labels of one epoch, disposing every batch. */
+function epochLabels(split: Split, rng: Rng | null, batchSize = 4, augment = false): number[] {
+  const labels: number[] = [];
+  for (const { x, y } of epochBatches(split, { batchSize, rng, augment })) {
+    labels.push(...y.dataSync());
+    tf.dispose([x, y]);
+  }
+  return labels;
+}
+
+Deno.test("epochBatches() keeps the last partial batch", () => {
+  const split = indexedSplit(Array.from({ length: 10 }, (_, i) => i));
+  const sizes: number[] = [];
+  for (const { x, y, size } of epochBatches(split, { batchSize: 4, rng: null, augment: false })) {
+    sizes.push(size);
+    assert.equal(x.shape[0], size);
+    assert.equal(y.shape[0], size);
+    tf.dispose([x, y]);
+  }
+  assert.deepEqual(sizes, [4, 4, 2]);
+});
+
+Deno.test("epochBatches() without an rng keeps dataset order and does not augment", () => {
+  const split = indexedSplit([3, 1, 4, 1, 5]);
+  assert.deepEqual(epochLabels(split, null), [3, 1, 4, 1, 5]);
+  const [batch] = epochBatches(split, { batchSize: 5, rng: null, augment: false });
+  const values = batch.x.dataSync();
+  for (let i = 0; i < 5; i++) {
+    assert.ok(Math.abs(values[i * IMAGE_BYTES] - normalized(i, 0)) < 1e-6, `image ${i}`);
+  }
+  tf.dispose([batch.x, batch.y]);
+});
+
+Deno.test("epochBatches() shuffles reproducibly from the seed and differently each epoch", () => {
+  const split = indexedSplit(Array.from({ length: 50 }, (_, i) => i % 10));
+  const values = Array.from({ length: 50 }, (_, i) => i);
+  // Each image's pixels are its index, so an unaugmented batch reveals the permutation.
+  const order = (rng: Rng) => {
+    const seen: number[] = [];
+    for (const { x, y } of epochBatches(split, { batchSize: 8, rng, augment: false })) {
+      const data = x.dataSync();
+      for (let i = 0; i < data.length; i += IMAGE_BYTES) {
+        seen.push(values.findIndex((v) => Math.abs(normalized(v, 0) - data[i]) < 1e-6));
+      }
+      tf.dispose([x, y]);
+    }
+    return seen;
+  };
+  const rng = new Rng(42);
+  const first = order(rng);
+  const second = order(rng);
+  assert.deepEqual([...first].sort((a, b) => a - b), values, "a permutation");
+  assert.deepEqual([...second].sort((a, b) => a - b), values, "a permutation");
+  assert.notDeepEqual(first, second);
+  assert.notDeepEqual(first, values);
+  assert.deepEqual(order(new Rng(42)), first);
+});
+
+Deno.test("epochBatches() with augmentation is reproducible from the rng state", () => {
+  const split: Split = {
+    images: Uint8Array.from({ length: 6 * IMAGE_BYTES }, (_, i) => (i * 13) % 253),
+    labels: new Uint8Array([0, 1, 2, 3, 4, 5]),
+    count: 6,
+  };
+  const snapshot = (rng: Rng) => {
+    const batches: Float32Array[] = [];
+    for (const { x, y } of epochBatches(split, { batchSize: 4, rng, augment: true })) {
+      batches.push(x.dataSync() as Float32Array);
+      tf.dispose([x, y]);
+    }
+    return batches;
+  };
+  const rng = new Rng(7);
+  snapshot(rng); // advance past the first epoch
+  const state = rng.state();
+  const resumed = snapshot(Rng.fromState(state));
+  assert.deepEqual(snapshot(rng), resumed);
+});
+
+Deno.test("epochBatches() checks its options", () => {
+  const split = indexedSplit([0, 1]);
+  assert.throws(() => epochBatches(split, { batchSize: 0, rng: null, augment: false }), {
+    name: "RangeError",
+    message: "Expected batchSize to be an integer >= 1 but found 0",
+  });
+  assert.throws(() => epochBatches(split, { batchSize: 2, rng: null, augment: true }), {
+    name: "TypeError",
+    message: "Expected an rng when augment is true but found null",
+  });
+});
+
+Deno.test("epochBatches() leaves no tensors behind once batches are disposed", () => {
+  const split = indexedSplit(Array.from({ length: 23 }, (_, i) => i % 10));
+  const before = tf.memory().numTensors;
+  const rng = new Rng(1);
+  for (let epoch = 0; epoch < 3; epoch++) epochLabels(split, rng, 5, true);
+  assert.equal(tf.memory().numTensors, before);
+});
+
+Deno.test("limitSplit() draws a class-balanced, seeded, shuffled subset", async (t) => {
+  const labels = Array.from({ length: 200 }, (_, i) => (i * 7) % 10);
+  const split = indexedSplit(labels);
+  await t.step("limit / 10 per class, the remainder to the first classes", () => {
+    const subset = limitSplit(split, 25, 1);
+    assert.equal(subset.count, 25);
+    const perClass = Array.from(
+      { length: 10 },
+      (_, c) => subset.labels.filter((l) => l === c).length,
+    );
+    assert.deepEqual(perClass, [3, 3, 3, 3, 3, 2, 2, 2, 2, 2]);
+  });
+  await t.step("images follow their labels, without repeats", () => {
+    const subset = limitSplit(split, 40, 1);
+    const picked = new Set<number>();
+    for (let i = 0; i < subset.count; i++) {
+      const source = subset.images[i * IMAGE_BYTES]; // the source index (< 256)
+      assert.equal(subset.labels[i], labels[source]);
+      assert.ok(
+        subset.images.subarray(i * IMAGE_BYTES, (i + 1) * IMAGE_BYTES).every((v) => v === source),
+      );
+      picked.add(source);
+    }
+    assert.equal(picked.size, 40);
+  });
+  await t.step(
+    "the same seed gives the same subset; another seed another; the order is mixed",
+    () => {
+      const a = limitSplit(split, 30, 5);
+      assert.deepEqual(limitSplit(split, 30, 5), a);
+      assert.notDeepEqual(limitSplit(split, 30, 6).images, a.images);
+      const sorted = [...a.labels].sort((x, y) => x - y);
+      assert.notDeepEqual([...a.labels], sorted);
+    },
+  );
+  await t.step("a limit of at least the count returns the split itself", () => {
+    assert.equal(limitSplit(split, 200, 1), split);
+    assert.equal(limitSplit(split, 1000, 1), split);
+  });
+  await t.step("limits that are not integers >= 1 are refused", () => {
+    for (const limit of [0, -3, 2.5, NaN]) {
+      assert.throws(() => limitSplit(split, limit, 1), {
+        name: "RangeError",
+        message: `Expected limit to be an integer >= 1 but found ${limit}`,
+      });
+    }
+  });
+  await t.step("a class with too few images is refused", () => {
+    const skewed = indexedSplit([0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.throws(() => limitSplit(skewed, 14, 1), {
+      name: "RangeError",
+      message: "Expected at least 2 images of class 1 for a balanced subset of 14 but found 1",
+    });
+  });
+});
