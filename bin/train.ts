@@ -8,6 +8,8 @@ import { initBackend } from "../lib/backend.ts";
 import { parseTrainArgs, TRAIN_USAGE, UsageError } from "../lib/cli.ts";
 import { makeConfig, type TrainConfig } from "../lib/config.ts";
 import { loadCifar10 } from "../lib/data.ts";
+import { writeTextFileAtomic } from "../lib/atomic.ts";
+import { confusionSvg, curvesSvg, perClassSvg } from "../lib/figures.ts";
 import { formatDuration, ProgressLine } from "../lib/progress.ts";
 import { NonFiniteLossError, train } from "../lib/train.ts";
 
@@ -64,14 +66,18 @@ async function main(argv: string[]): Promise<number> {
       callbacks: {
         onBatchEnd: (p) =>
           progress.update(
-            `Epoch ${p.epoch}/${p.epochs} ${progress.bar(p.batch / p.batches)} ${p.batch}/${p.batches}` +
+            `Epoch ${p.epoch}/${p.epochs} ${
+              progress.bar(p.batch / p.batches)
+            } ${p.batch}/${p.batches}` +
               ` loss ${p.loss.toFixed(4)} ${p.imagesPerSecond.toFixed(1)} img/s ETA ${
                 formatDuration(p.etaSeconds)
               }`,
             p.batch === p.batches,
           ),
-        onEpochEnd: (r) => {
+        onEpochEnd: async (r) => {
           progress.done();
+          const history = JSON.parse(await Deno.readTextFile(`${args.out}/history.json`));
+          await writeTextFileAtomic(`${args.out}/curves.svg`, curvesSvg(history));
           // The article prints `Epoch [e/E], Loss: ...`; we add the test figures and the speed.
           console.log(
             `Epoch [${r.epoch}/${config.epochs}], Loss: ${r.trainLoss.toFixed(4)}, ` +
@@ -83,6 +89,15 @@ async function main(argv: string[]): Promise<number> {
         },
       },
     });
+    const { confusion, perClassAccuracy } = result.evaluation;
+    await writeTextFileAtomic(
+      `${args.out}/confusion.svg`,
+      confusionSvg(confusion, data.classNames),
+    );
+    await writeTextFileAtomic(
+      `${args.out}/per_class.svg`,
+      perClassSvg(perClassAccuracy, data.classNames),
+    );
     console.log(
       `Test Loss: ${result.evaluation.loss.toFixed(4)}, Test Accuracy: ${
         (100 * result.evaluation.accuracy).toFixed(2)

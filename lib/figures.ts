@@ -29,9 +29,9 @@ function toSvg(node: Element): string {
 
 /** Lays SVGs out side by side in one SVG (one file for several panels). */
 export function sideBySide(svgs: string[], panelWidth: number, height: number): string {
-  const panels = svgs.map((s, i) =>
-    s.replace(/^<svg\b/, `<svg x="${i * panelWidth}" y="0"`)
-  ).join("");
+  const panels = svgs.map((s, i) => s.replace(/^<svg\b/, `<svg x="${i * panelWidth}" y="0"`)).join(
+    "",
+  );
   return `<svg xmlns="${SVG_NS}" width="${svgs.length * panelWidth}" height="${height}" ` +
     `viewBox="0 0 ${svgs.length * panelWidth} ${height}">${panels}</svg>`;
 }
@@ -61,23 +61,36 @@ export function curvesSvg(history: EpochRecord[]): string {
       width: WIDTH,
       height: HEIGHT,
       marginRight: 50,
-      x: { label: "epoch", ticks: history.map((r) => r.epoch).filter((e, i, all) => all.length <= 10 || e % Math.ceil(all.length / 10) === 0), tickFormat: "d" },
+      x: {
+        label: "epoch",
+        ticks: history.map((r) => r.epoch).filter((e, _i, all) =>
+          all.length <= 10 || e % Math.ceil(all.length / 10) === 0
+        ),
+        tickFormat: "d",
+      },
       y: { label, grid: true },
       color: { domain: ["train", "test"], range: ["#4269d0", "#ff725c"] },
       marks: [
         Plot.line(long, { x: "epoch", y, stroke: "split", marker: "circle" }),
-        Plot.text(long, Plot.selectLast({
-          x: "epoch",
-          y,
-          z: "split",
-          text: "split",
-          fill: "split",
-          dx: 6,
-          textAnchor: "start",
-        })),
+        Plot.text(
+          long,
+          Plot.selectLast({
+            x: "epoch",
+            y,
+            z: "split",
+            text: "split",
+            fill: "split",
+            dx: 6,
+            textAnchor: "start",
+          }),
+        ),
       ],
     }) as unknown as Element);
-  return sideBySide([panel("loss", "↓ cross-entropy loss"), panel("accuracy", "↑ accuracy (%)")], WIDTH, HEIGHT);
+  return sideBySide(
+    [panel("loss", "↓ cross-entropy loss"), panel("accuracy", "↑ accuracy (%)")],
+    WIDTH,
+    HEIGHT,
+  );
 }
 
 /**
@@ -178,15 +191,18 @@ export function perLayerSvg(rows: LayerValue[], yLabel: string): string {
     color: { legend: false },
     marks: [
       Plot.line(rows, { x: "layer", y: "value", stroke: "network", marker: "circle" }),
-      Plot.text(rows, Plot.selectLast({
-        x: "layer",
-        y: "value",
-        z: "network",
-        text: "network",
-        fill: "network",
-        dx: 6,
-        textAnchor: "start",
-      })),
+      Plot.text(
+        rows,
+        Plot.selectLast({
+          x: "layer",
+          y: "value",
+          z: "network",
+          text: "network",
+          fill: "network",
+          dx: 6,
+          textAnchor: "start",
+        }),
+      ),
     ],
   }) as unknown as Element);
 }
@@ -218,9 +234,13 @@ export async function imageGridHtml(
     return `<figure style="margin:2px;text-align:center;font:11px sans-serif">` +
       `<img src="${url}" width="${size * scale}" height="${size * scale}" ` +
       `style="image-rendering:pixelated;display:block">` +
-      `<figcaption style="color:${image.color ?? "inherit"}">${escapeHtml(image.caption)}</figcaption></figure>`;
+      `<figcaption style="color:${image.color ?? "inherit"}">${
+        escapeHtml(image.caption)
+      }</figcaption></figure>`;
   }));
-  return `<div style="display:grid;grid-template-columns:repeat(${columns},${size * scale + 4}px)">` +
+  return `<div style="display:grid;grid-template-columns:repeat(${columns},${
+    size * scale + 4
+  }px)">` +
     `${cells.join("")}</div>`;
 }
 

@@ -52,10 +52,16 @@ async function deflate(bytes: Uint8Array): Promise<Uint8Array> {
  * console.log(png[1] === 0x50); // "P" of the PNG signature
  * ```
  */
-export async function encodePng(rgb: Uint8Array, width: number, height: number): Promise<Uint8Array> {
+export async function encodePng(
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+): Promise<Uint8Array> {
   if (rgb.length !== width * height * 3) {
     throw new RangeError(
-      `Expected ${width * height * 3} bytes for a ${width}x${height} RGB image but found ${rgb.length}`,
+      `Expected ${
+        width * height * 3
+      } bytes for a ${width}x${height} RGB image but found ${rgb.length}`,
     );
   }
   const raw = new Uint8Array(height * (1 + width * 3));

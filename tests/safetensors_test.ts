@@ -19,17 +19,31 @@ Deno.test("encodeSafetensors() round-trips tensors and metadata with an 8-byte a
 });
 
 Deno.test("decodeSafetensors() names the source and the problem in bad files", () => {
-  assert.throws(() => decodeSafetensors(new Uint8Array(3), "x.safetensors"), /at least 8 bytes in x\.safetensors but found 3/);
+  assert.throws(
+    () => decodeSafetensors(new Uint8Array(3), "x.safetensors"),
+    /at least 8 bytes in x\.safetensors but found 3/,
+  );
   const huge = new Uint8Array(16);
   new DataView(huge.buffer).setBigUint64(0, 1000n, true);
-  assert.throws(() => decodeSafetensors(huge, "y"), /at most 8 bytes in y but its length field says 1000/);
+  assert.throws(
+    () => decodeSafetensors(huge, "y"),
+    /at most 8 bytes in y but its length field says 1000/,
+  );
   const good = encodeSafetensors(
     new Map([["w", { dtype: "F32", shape: [4], data: new Float32Array(4) }]]),
   );
-  assert.throws(() => decodeSafetensors(good.subarray(0, good.length - 4), "z"), /Expected w in z \(shape \[4\], F32\) to span 16 bytes within 12/);
-  const header = new TextEncoder().encode(JSON.stringify({ w: { dtype: "F16", shape: [1], data_offsets: [0, 2] } }));
+  assert.throws(
+    () => decodeSafetensors(good.subarray(0, good.length - 4), "z"),
+    /Expected w in z \(shape \[4\], F32\) to span 16 bytes within 12/,
+  );
+  const header = new TextEncoder().encode(
+    JSON.stringify({ w: { dtype: "F16", shape: [1], data_offsets: [0, 2] } }),
+  );
   const f16 = new Uint8Array(8 + header.length + 2);
   new DataView(f16.buffer).setBigUint64(0, BigInt(header.length), true);
   f16.set(header, 8);
-  assert.throws(() => decodeSafetensors(f16, "h"), /Expected dtype F32, I32 or I64 for w in h but found F16/);
+  assert.throws(
+    () => decodeSafetensors(f16, "h"),
+    /Expected dtype F32, I32 or I64 for w in h but found F16/,
+  );
 });
