@@ -144,7 +144,11 @@ export async function downloadFile(
   try {
     response = await fetch(url);
   } catch (error) {
-    throw new Error(`Could not download ${url}: ${messageOf(error)}`, { cause: error });
+    throw new Error(
+      `Could not download ${url}: ${messageOf(error)}. ` +
+        "Offline? Pass a local copy: --data <cifar-10-binary.tar.gz or extracted folder>",
+      { cause: error },
+    );
   }
   if (!response.ok || response.body === null) {
     await response.body?.cancel();
