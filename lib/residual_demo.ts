@@ -1,0 +1,201 @@
+/**
+ * The residual-learning demonstration: how much gradient reaches each layer of a deep stack of
+ * small 3x3 convolutions without BatchNorm, as a plain stack (`h = relu(conv(h))`) and as the
+ * same stack with identity skip connections (`h = relu(conv(h) + h)`, the article's
+ * `F(x) + x`). Both stacks start from the same weights, so the skip is the only difference.
+ *
+ * The weights are initialised as PyTorch (and {@linkcode resnet18}) does, uniform in
+ * ±1/sqrt(fanIn): without BatchNorm nothing rescales the signal, which is what the
+ * demonstration is about.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { CHANNELS, NUM_CLASSES } from "./data.ts";
+import type { LayerValue } from "./figures.ts";
+
+/** Options of {@linkcode createConvStack}. */
+export interface ConvStackOptions {
+  /** 3x3 conv layers between the stem and the classifier. @default 20 */
+  depth?: number;
+  /** Channels of the stem and of every layer. @default 8 */
+  channels?: number;
+  /** Seed of the initialisation; equal seeds give equal weights. @default 0 */
+  seed?: number;
+}
+
+/** A conv (or dense) layer's parameters. */
+export interface Affine {
+  /** `[3, 3, in, out]` for a conv, `[in, out]` for the classifier. */
+  kernel: tf.Tensor;
+  /** `[out]`. */
+  bias: tf.Tensor1D;
+}
+
+/** The stack's weights: stem conv (3 -> channels), `depth` convs, classifier (channels -> 10). */
+export interface ConvStack {
+  stem: Affine;
+  layers: Affine[];
+  head: Affine;
+}
+
+/** Uniform in ±1/sqrt(fanIn), PyTorch's default for both the weights and the biases. */
+function pytorchUniform(shape: number[], fanIn: number, seed: number): tf.Tensor {
+  const bound = 1 / Math.sqrt(fanIn);
+  return tf.randomUniform(shape, -bound, bound, "float32", seed);
+}
+
+/**
+ * Builds the stack's weights. The caller disposes them with {@linkcode disposeConvStack}.
+ *
+ * @param options Depth, channels and seed.
+ * @returns Freshly initialised weights.
+ * @throws {RangeError} If `depth` or `channels` is not an integer >= 1.
+ *
+ * @example
+ * ```ts
+ * import { createConvStack, disposeConvStack } from "./residual_demo.ts";
+ * const stack = createConvStack({ depth: 3, channels: 4 });
+ * console.log(stack.layers.length, stack.layers[0].kernel.shape); // 3 [3, 3, 4, 4]
+ * disposeConvStack(stack);
+ * ```
+ */
+export function createConvStack(options: ConvStackOptions = {}): ConvStack {
+  const { depth = 20, channels = 8, seed = 0 } = options;
+  for (const [name, value] of [["depth", depth], ["channels", channels]] as const) {
+    if (!Number.isInteger(value) || value < 1) {
+      throw new RangeError(`Expected ${name} to be an integer >= 1 but found ${value}`);
+    }
+  }
+  let next = seed * 1000;
+  const affine = (kernelShape: number[], fanIn: number): Affine => ({
+    kernel: pytorchUniform(kernelShape, fanIn, next++),
+    bias: pytorchUniform([kernelShape.at(-1)!], fanIn, next++) as tf.Tensor1D,
+  });
+  return {
+    stem: affine([3, 3, CHANNELS, channels], 9 * CHANNELS),
+    layers: Array.from({ length: depth }, () => affine([3, 3, channels, channels], 9 * channels)),
+    head: affine([channels, NUM_CLASSES], channels),
+  };
+}
+
+/** Disposes every tensor of a {@linkcode ConvStack}. */
+export function disposeConvStack(stack: ConvStack): void {
+  for (const { kernel, bias } of [stack.stem, ...stack.layers, stack.head]) {
+    tf.dispose([kernel, bias]);
+  }
+}
+
+function conv(h: tf.Tensor4D, { kernel, bias }: Affine): tf.Tensor4D {
+  return tf.add(tf.conv2d(h, kernel as tf.Tensor4D, 1, "same"), bias);
+}
+
+/**
+ * Mean cross-entropy of the stack on a batch, with or without the skip connections.
+ *
+ * @param stack The weights.
+ * @param x `[batch, 32, 32, 3]` normalised images (NHWC).
+ * @param y `[batch]` int32 labels.
+ * @param residual `relu(conv(h) + h)` per layer instead of `relu(conv(h))`.
+ * @returns The loss, a scalar the caller disposes.
+ */
+export function stackLoss(
+  stack: ConvStack,
+  x: tf.Tensor4D,
+  y: tf.Tensor1D,
+  residual: boolean,
+): tf.Scalar {
+  return tf.tidy(() => {
+    let h = tf.relu(conv(x, stack.stem)); // [batch, 32, 32, channels]
+    for (const layer of stack.layers) {
+      const f = conv(h, layer);
+      h = tf.relu(residual ? tf.add(f, h) : f);
+    }
+    const pooled = tf.mean(h, [1, 2]) as tf.Tensor2D; // [batch, channels]
+    const logits = tf.add(tf.matMul(pooled, stack.head.kernel as tf.Tensor2D), stack.head.bias);
+    return tf.losses.softmaxCrossEntropy(tf.oneHot(y, NUM_CLASSES), logits) as tf.Scalar;
+  });
+}
+
+/**
+ * The L2 norm of the loss's gradient with respect to each layer's kernel, input to output:
+ * how much learning signal backpropagation delivers to that layer on this batch.
+ *
+ * @param stack The weights (not changed).
+ * @param x `[batch, 32, 32, 3]` normalised images.
+ * @param y `[batch]` int32 labels.
+ * @param residual With the skip connections.
+ * @returns One norm per layer of `stack.layers`.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { createConvStack, disposeConvStack, layerGradientNorms } from "./residual_demo.ts";
+ * const stack = createConvStack({ depth: 2, channels: 2 });
+ * const x = tf.randomNormal([2, 32, 32, 3]) as tf.Tensor4D;
+ * const y = tf.tensor1d([0, 1], "int32");
+ * console.log(layerGradientNorms(stack, x, y, true).length); // 2
+ * tf.dispose([x, y]);
+ * disposeConvStack(stack);
+ * ```
+ */
+export function layerGradientNorms(
+  stack: ConvStack,
+  x: tf.Tensor4D,
+  y: tf.Tensor1D,
+  residual: boolean,
+): number[] {
+  const norms = tf.tidy(() => {
+    const lossOf = (...kernels: tf.Tensor[]) =>
+      stackLoss(
+        { ...stack, layers: stack.layers.map((layer, i) => ({ ...layer, kernel: kernels[i] })) },
+        x,
+        y,
+        residual,
+      );
+    const grads = tf.grads(lossOf)(stack.layers.map((layer) => layer.kernel));
+    return tf.stack(grads.map((g) => tf.norm(g)));
+  });
+  const values = Array.from(norms.dataSync());
+  norms.dispose();
+  return values;
+}
+
+/**
+ * The demonstration itself: gradient norms per layer for the plain stack and for the residual
+ * one, built from the same initial weights, as rows for `perLayerSvg()` in `figures.ts`.
+ *
+ * @param x `[batch, 32, 32, 3]` normalised images.
+ * @param y `[batch]` int32 labels.
+ * @param options Depth, channels and seed of the stack.
+ * @returns `{ network: "plain" | "residual", layer: 1..depth, value: norm }` rows.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { residualDemo } from "./residual_demo.ts";
+ * const x = tf.randomNormal([4, 32, 32, 3]) as tf.Tensor4D;
+ * const y = tf.tensor1d([0, 1, 2, 3], "int32");
+ * const rows = residualDemo(x, y, { depth: 3, channels: 2 });
+ * console.log(rows.length); // 6: 3 layers x 2 networks
+ * tf.dispose([x, y]);
+ * ```
+ */
+export function residualDemo(
+  x: tf.Tensor4D,
+  y: tf.Tensor1D,
+  options: ConvStackOptions = {},
+): LayerValue[] {
+  const stack = createConvStack(options);
+  try {
+    return (["plain", "residual"] as const).flatMap((network) =>
+      layerGradientNorms(stack, x, y, network === "residual").map((value, i) => ({
+        network,
+        layer: i + 1,
+        value,
+      }))
+    );
+  } finally {
+    disposeConvStack(stack);
+  }
+}
