@@ -295,11 +295,11 @@ export interface ClassifyOptions {
  * @returns One ranked list per image, in order.
  * @throws {RangeError} If `pixels` is not a whole number of 32x32 RGB images.
  */
-export function classifyPixels(
+export async function classifyPixels(
   model: tf.LayersModel,
   pixels: Uint8Array,
   options: ClassifyOptions = {},
-): Prediction[] {
+): Promise<Prediction[]> {
   const k = options.k ?? DEFAULT_TOP_K;
   const classNames = options.classNames ?? CIFAR10_CLASSES;
   if (pixels.length % IMAGE_BYTES !== 0) {
@@ -313,10 +313,13 @@ export function classifyPixels(
     const n = Math.min(BATCH_SIZE, count - start);
     const x = new Float32Array(n * IMAGE_BYTES); // [n, 32, 32, 3] NHWC
     normalizeInto(pixels.subarray(start * IMAGE_BYTES, (start + n) * IMAGE_BYTES), x);
-    const probabilities = tf.tidy(() => {
+    const softmax = tf.tidy(() => {
       const input = tf.tensor4d(x, [n, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
-      return tf.softmax(model.predict(input) as tf.Tensor2D).dataSync();
+      return tf.softmax(model.predict(input) as tf.Tensor2D);
     });
+    // await data(), not dataSync(): the WebGPU backend cannot read synchronously.
+    const probabilities = await softmax.data() as Float32Array;
+    softmax.dispose();
     const classes = probabilities.length / n;
     for (let i = 0; i < n; i++) {
       predictions.push(topK(probabilities.subarray(i * classes, (i + 1) * classes), classNames, k));
@@ -381,7 +384,7 @@ export async function classifyImageFiles(
   }
   const all = new Uint8Array(ready.length * IMAGE_BYTES);
   ready.forEach((r, i) => all.set(r.pixels, i * IMAGE_BYTES));
-  classifyPixels(model, all, options).forEach((top, i) => {
+  (await classifyPixels(model, all, options)).forEach((top, i) => {
     results[ready[i].index] = { file: paths[ready[i].index], top };
   });
   return results;
@@ -432,17 +435,17 @@ export interface SplitPrediction {
  * import { classifySplit } from "./predict.ts";
  * const model = resnet18({ width: 2 });
  * const split = { images: new Uint8Array(2 * 3072), labels: new Uint8Array([3, 5]), count: 2 };
- * const [first] = classifySplit(model, split, [1]);
+ * const [first] = await classifySplit(model, split, [1]);
  * if (first.label !== 5 || first.top.length !== 3) throw new Error("bad prediction");
  * model.dispose();
  * ```
  */
-export function classifySplit(
+export async function classifySplit(
   model: tf.LayersModel,
   split: Split,
   indices?: readonly number[],
   options: ClassifyOptions = {},
-): SplitPrediction[] {
+): Promise<SplitPrediction[]> {
   const chosen = indices ?? Array.from({ length: split.count }, (_, i) => i);
   const pixels = new Uint8Array(chosen.length * IMAGE_BYTES);
   chosen.forEach((index, i) => {
@@ -456,7 +459,7 @@ export function classifySplit(
       i * IMAGE_BYTES,
     );
   });
-  return classifyPixels(model, pixels, options).map((top, i) => ({
+  return (await classifyPixels(model, pixels, options)).map((top, i) => ({
     index: chosen[i],
     label: split.labels[chosen[i]],
     top,

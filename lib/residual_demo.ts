@@ -134,17 +134,17 @@ export function stackLoss(
  * const stack = createConvStack({ depth: 2, channels: 2 });
  * const x = tf.randomNormal([2, 32, 32, 3]) as tf.Tensor4D;
  * const y = tf.tensor1d([0, 1], "int32");
- * console.log(layerGradientNorms(stack, x, y, true).length); // 2
+ * console.log((await layerGradientNorms(stack, x, y, true)).length); // 2
  * tf.dispose([x, y]);
  * disposeConvStack(stack);
  * ```
  */
-export function layerGradientNorms(
+export async function layerGradientNorms(
   stack: ConvStack,
   x: tf.Tensor4D,
   y: tf.Tensor1D,
   residual: boolean,
-): number[] {
+): Promise<number[]> {
   const norms = tf.tidy(() => {
     const lossOf = (...kernels: tf.Tensor[]) =>
       stackLoss(
@@ -156,7 +156,8 @@ export function layerGradientNorms(
     const grads = tf.grads(lossOf)(stack.layers.map((layer) => layer.kernel));
     return tf.stack(grads.map((g) => tf.norm(g)));
   });
-  const values = Array.from(norms.dataSync());
+  // await data(), not dataSync(): the WebGPU backend cannot read synchronously.
+  const values = Array.from(await norms.data());
   norms.dispose();
   return values;
 }
@@ -176,25 +177,24 @@ export function layerGradientNorms(
  * import { residualDemo } from "./residual_demo.ts";
  * const x = tf.randomNormal([4, 32, 32, 3]) as tf.Tensor4D;
  * const y = tf.tensor1d([0, 1, 2, 3], "int32");
- * const rows = residualDemo(x, y, { depth: 3, channels: 2 });
+ * const rows = await residualDemo(x, y, { depth: 3, channels: 2 });
  * console.log(rows.length); // 6: 3 layers x 2 networks
  * tf.dispose([x, y]);
  * ```
  */
-export function residualDemo(
+export async function residualDemo(
   x: tf.Tensor4D,
   y: tf.Tensor1D,
   options: ConvStackOptions = {},
-): LayerValue[] {
+): Promise<LayerValue[]> {
   const stack = createConvStack(options);
   try {
-    return (["plain", "residual"] as const).flatMap((network) =>
-      layerGradientNorms(stack, x, y, network === "residual").map((value, i) => ({
-        network,
-        layer: i + 1,
-        value,
-      }))
-    );
+    const rows: LayerValue[] = [];
+    for (const network of ["plain", "residual"] as const) {
+      const norms = await layerGradientNorms(stack, x, y, network === "residual");
+      norms.forEach((value, i) => rows.push({ network, layer: i + 1, value }));
+    }
+    return rows;
   } finally {
     disposeConvStack(stack);
   }

@@ -92,12 +92,14 @@ function inverse(perm: number[]): number[] {
  * import { resnet18 } from "./model.ts";
  * import { toTorchStateDict } from "./torch_weights.ts";
  * const model = resnet18({ width: 2 });
- * const state = toTorchStateDict(model);
+ * const state = await toTorchStateDict(model);
  * console.log(state.get("conv1.weight")?.shape); // [2, 3, 3, 3]: OIHW
  * model.dispose();
  * ```
  */
-export function toTorchStateDict(model: tf.LayersModel): Map<string, NamedArray> {
+export async function toTorchStateDict(
+  model: tf.LayersModel,
+): Promise<Map<string, NamedArray>> {
   const state = new Map<string, NamedArray>();
   const map = mappings(model);
   const byName = new Map(model.weights.map((w) => [w.originalName, w]));
@@ -107,11 +109,13 @@ export function toTorchStateDict(model: tf.LayersModel): Map<string, NamedArray>
       return m.toTorch === undefined ? value.clone() : tf.transpose(value, m.toTorch);
     })
   );
+  // await data(), not dataSync(): the WebGPU backend cannot read synchronously.
+  const arrays = await Promise.all(values.map((v) => v.data() as Promise<Float32Array>));
   map.forEach((m, i) => {
     state.set(m.torch, {
       dtype: "F32",
       shape: permuteShape(m.shape, m.toTorch),
-      data: values[i].dataSync() as Float32Array,
+      data: arrays[i],
     });
     if (m.ours.endsWith("/moving_variance")) {
       const module = m.torch.slice(0, m.torch.lastIndexOf("."));
@@ -143,7 +147,7 @@ export function toTorchStateDict(model: tf.LayersModel): Map<string, NamedArray>
  * import { loadTorchStateDict, toTorchStateDict } from "./torch_weights.ts";
  * const a = resnet18({ width: 2, seed: 1 });
  * const b = resnet18({ width: 2, seed: 2 });
- * loadTorchStateDict(b, toTorchStateDict(a), "a");
+ * loadTorchStateDict(b, await toTorchStateDict(a), "a");
  * console.log(b.getWeights()[0].arraySync()); // equal to a's
  * a.dispose();
  * b.dispose();
@@ -206,7 +210,7 @@ export async function exportTorchSafetensors(
   path: string,
   metadata: Record<string, string> = {},
 ): Promise<void> {
-  await writeFileAtomic(path, encodeSafetensors(toTorchStateDict(model), metadata));
+  await writeFileAtomic(path, encodeSafetensors(await toTorchStateDict(model), metadata));
 }
 
 /**

@@ -363,12 +363,12 @@ Deno.test("normalizeRgb() (the page's) equals normalizeInto() (training's) bit f
   assert.deepEqual(normalizeRgb(all, mean, std), ours);
 });
 
-Deno.test("classifyPixels() ranks the model's softmax and leaks no tensors", () => {
+Deno.test("classifyPixels() ranks the model's softmax and leaks no tensors", async () => {
   const model = resnet18({ width: 2, seed: 5 });
   try {
     const pixels = Uint8Array.from({ length: 3 * IMAGE_BYTES }, (_, i) => (i * 31) % 256);
     const before = tf.memory().numTensors;
-    const predictions = classifyPixels(model, pixels, { k: 10 });
+    const predictions = await classifyPixels(model, pixels, { k: 10 });
     assert.equal(tf.memory().numTensors, before);
     const x = new Float32Array(pixels.length);
     normalizeInto(pixels, x);
@@ -384,7 +384,7 @@ Deno.test("classifyPixels() ranks the model's softmax and leaks no tensors", () 
       }
       assert.ok(top.every((t, i) => i === 0 || top[i - 1].probability >= t.probability));
     });
-    assert.throws(
+    await assert.rejects(
       () => classifyPixels(model, new Uint8Array(100)),
       /Expected a multiple of 3072 bytes \(32x32 RGB images\) but found 100/,
     );
@@ -393,7 +393,7 @@ Deno.test("classifyPixels() ranks the model's softmax and leaks no tensors", () 
   }
 });
 
-Deno.test("classifySplit() returns the true label with the top 3 and checks indices", () => {
+Deno.test("classifySplit() returns the true label with the top 3 and checks indices", async () => {
   const model = resnet18({ width: 2 });
   try {
     const split = {
@@ -401,10 +401,10 @@ Deno.test("classifySplit() returns the true label with the top 3 and checks indi
       labels: new Uint8Array([4, 7, 1]),
       count: 3,
     };
-    const results = classifySplit(model, split, [2, 0]);
+    const results = await classifySplit(model, split, [2, 0]);
     assert.deepEqual(results.map((r) => [r.index, r.label, r.top.length]), [[2, 1, 3], [0, 4, 3]]);
-    assert.equal(classifySplit(model, split).length, 3);
-    assert.throws(
+    assert.equal((await classifySplit(model, split)).length, 3);
+    await assert.rejects(
       () => classifySplit(model, split, [0, 3]),
       /Expected indices in 0\.\.2 but found 3 at position 1/,
     );
@@ -438,7 +438,7 @@ Deno.test("classifyImageFiles() classifies the readable files and names what is 
     assert.ok("top" in good);
     assert.deepEqual(
       good.top,
-      classifyPixels(model, toCifarPixels({ width: 40, height: 30, data: rgb }))[0],
+      (await classifyPixels(model, toCifarPixels({ width: 40, height: 30, data: rgb })))[0],
     );
     assert.deepEqual(text, {
       file: `${dir}/notes.txt`,

@@ -19,12 +19,12 @@ function batch(size: number, seed: number): { x: tf.Tensor4D; y: tf.Tensor1D } {
   };
 }
 
-Deno.test("layerGradientNorms() matches central finite differences of the loss", () => {
+Deno.test("layerGradientNorms() matches central finite differences of the loss", async () => {
   const stack = createConvStack({ depth: 3, channels: 3, seed: 1 });
   const { x, y } = batch(2, 7);
   try {
     for (const residual of [false, true]) {
-      const norms = layerGradientNorms(stack, x, y, residual);
+      const norms = await layerGradientNorms(stack, x, y, residual);
       assert.equal(norms.length, 3);
       stack.layers.forEach((layer, i) => {
         // Along the gradient's own direction, the directional derivative is the gradient's norm.
@@ -65,10 +65,10 @@ Deno.test("layerGradientNorms() matches central finite differences of the loss",
   }
 });
 
-Deno.test("residualDemo() shows the gradient vanishing in the plain stack but not the residual one", () => {
+Deno.test("residualDemo() shows the gradient vanishing in the plain stack but not the residual one", async () => {
   const { x, y } = batch(4, 3);
   try {
-    const rows = residualDemo(x, y, { depth: 20, channels: 4 });
+    const rows = await residualDemo(x, y, { depth: 20, channels: 4 });
     const norms = (network: string) =>
       rows.filter((r) => r.network === network).map((r) => r.value);
     const plain = norms("plain"), residual = norms("residual");
@@ -89,14 +89,14 @@ Deno.test("residualDemo() shows the gradient vanishing in the plain stack but no
   }
 });
 
-Deno.test("residualDemo() is reproducible from its seed and leaves no tensors behind", () => {
+Deno.test("residualDemo() is reproducible from its seed and leaves no tensors behind", async () => {
   const { x, y } = batch(2, 5);
   try {
     const before = tf.memory().numTensors;
-    const a = residualDemo(x, y, { depth: 4, channels: 2, seed: 3 });
+    const a = await residualDemo(x, y, { depth: 4, channels: 2, seed: 3 });
     assert.equal(tf.memory().numTensors, before);
-    assert.deepEqual(residualDemo(x, y, { depth: 4, channels: 2, seed: 3 }), a);
-    assert.notDeepEqual(residualDemo(x, y, { depth: 4, channels: 2, seed: 4 }), a);
+    assert.deepEqual(await residualDemo(x, y, { depth: 4, channels: 2, seed: 3 }), a);
+    assert.notDeepEqual(await residualDemo(x, y, { depth: 4, channels: 2, seed: 4 }), a);
   } finally {
     tf.dispose([x, y]);
   }

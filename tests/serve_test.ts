@@ -286,7 +286,7 @@ Deno.test({
     const photo = testPhoto();
     const png = await encodePng(photo.rgb, photo.width, photo.height);
     const pixels = toCifarPixels(decodeImage(png, "photo.png"));
-    const [expected] = classifyPixels(model, pixels, { k: 3 });
+    const [expected] = await classifyPixels(model, pixels, { k: 3 });
     const server = await startServer(["--model", dir, "--port", "0"]);
     try {
       const dataUrl = `data:image/png;base64,${btoa(String.fromCharCode(...png))}`;

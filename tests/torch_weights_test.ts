@@ -59,10 +59,10 @@ function logitsFor(model: tf.LayersModel, nchw: NamedArray): Float32Array {
   });
 }
 
-Deno.test("toTorchStateDict() uses PyTorch's names and OIHW / [out, in] layouts", () => {
+Deno.test("toTorchStateDict() uses PyTorch's names and OIHW / [out, in] layouts", async () => {
   const model = resnet18({ width: 2, seed: 3 });
   try {
-    const state = toTorchStateDict(model);
+    const state = await toTorchStateDict(model);
     assert.deepEqual([...state.keys()].slice(0, 7), [
       "conv1.weight",
       "conv1.bias",
@@ -92,11 +92,11 @@ Deno.test("toTorchStateDict() uses PyTorch's names and OIHW / [out, in] layouts"
   }
 });
 
-Deno.test("loadTorchStateDict() round-trips toTorchStateDict() exactly", () => {
+Deno.test("loadTorchStateDict() round-trips toTorchStateDict() exactly", async () => {
   const a = resnet18({ width: 2, seed: 1 });
   const b = resnet18({ width: 2, seed: 2 });
   try {
-    loadTorchStateDict(b, toTorchStateDict(a), "a");
+    loadTorchStateDict(b, await toTorchStateDict(a), "a");
     const wa = a.getWeights();
     b.getWeights().forEach((w, i) => assert.deepEqual(w.dataSync(), wa[i].dataSync()));
   } finally {
@@ -105,12 +105,12 @@ Deno.test("loadTorchStateDict() round-trips toTorchStateDict() exactly", () => {
   }
 });
 
-Deno.test("loadTorchStateDict() lists every missing, unexpected and misshapen tensor", () => {
+Deno.test("loadTorchStateDict() lists every missing, unexpected and misshapen tensor", async () => {
   const narrow = resnet18({ width: 2 });
   const noBias = resnet18({ width: 2, convBias: false });
   const wide = resnet18({ width: 4 });
   try {
-    const state = toTorchStateDict(narrow);
+    const state = await toTorchStateDict(narrow);
     assert.throws(
       () => loadTorchStateDict(wide, state, "w2.safetensors"),
       /PyTorch state dict w2\.safetensors does not fit this model .*: \d+ problems: conv1\.weight: expected shape \[4,3,3,3\] but found \[2,3,3,3\]; conv1\.bias: expected shape \[4\] but found \[2\];/,
