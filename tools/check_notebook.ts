@@ -26,6 +26,7 @@ export const REQUIRED_FIGURES: readonly string[] = [
   "per-class",
   "misclassified",
   "test-transform",
+  "classify",
   "run-record",
 ];
 
