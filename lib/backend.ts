@@ -1,9 +1,9 @@
 /**
  * Chooses and starts the TensorFlow.js backend: the pure-JavaScript `cpu`
- * reference, `wasm` (XNNPACK, single-threaded SIMD, plus this project's
- * convolution-gradient kernels) or `webgpu`.
+ * reference, `wasm` (XNNPACK with SIMD, on one thread per core, plus this
+ * project's convolution-gradient kernels) or `webgpu`.
  *
- * Under Deno the wasm backend needs only read access to its `.wasm` binaries in
+ * Under Deno the wasm backend needs only read access to its package folder in
  * `node_modules` (`--allow-read`, or `--allow-read=<that folder>`); it needs no
  * `env`, `sys`, `net` or `run` permission.
  *
@@ -12,6 +12,12 @@
 import * as tf from "@tensorflow/tfjs";
 import { fileURLToPath } from "node:url";
 import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
+import {
+  checkWasmThreads,
+  defaultWasmThreads,
+  WASM_PACKAGE_SCRIPT,
+  withPthreadWorkers,
+} from "./wasm_threads.ts";
 
 /** A backend to ask for; `auto` prefers a hardware WebGPU adapter, else wasm. */
 export type BackendName = "cpu" | "wasm" | "webgpu" | "auto";
@@ -27,6 +33,13 @@ export interface InitBackendOptions {
    * @default no logging
    */
   log?: (message: string) => void;
+  /**
+   * Threads for the wasm backend (1 to 8). More than 1 starts the package's
+   * threaded SIMD build; 1 starts the single-threaded SIMD build. Only the
+   * first start of wasm in a process decides; later calls report what runs.
+   * @default one per logical core (`navigator.hardwareConcurrency`), at most 8
+   */
+  wasmThreads?: number;
 }
 
 /** The backend that is now active. */
@@ -35,6 +48,8 @@ export interface BackendInfo {
   name: "cpu" | "wasm" | "webgpu";
   /** One human-readable line: SIMD and threads for wasm, the adapter for webgpu, auto's reason. */
   detail: string;
+  /** Threads the backend computes on: the wasm pool's size; 1 for cpu; 0 for webgpu (the GPU). */
+  threads: number;
 }
 
 /**
@@ -42,8 +57,9 @@ export interface BackendInfo {
  * not yet, and returns what it is running on.
  *
  * - `cpu`: the pure-JavaScript backend, the numeric reference.
- * - `wasm`: loads the single-threaded SIMD build from `node_modules` (the
- *   threaded build cannot start its workers under Deno) and installs
+ * - `wasm`: loads the threaded SIMD build from `node_modules` with
+ *   `options.wasmThreads` threads (see `wasm_threads.ts` for what it takes under
+ *   Deno), or the single-threaded SIMD build for 1 thread, and installs
  *   {@linkcode registerWasmTrainingKernels}.
  * - `webgpu`: imports `@tensorflow/tfjs-backend-webgpu` only now; throws if
  *   `navigator.gpu` is missing or no adapter is found.
@@ -54,9 +70,10 @@ export interface BackendInfo {
  * the adapter: tfjs#8518).
  *
  * @param name Which backend to use.
- * @param options Where to log decisions.
- * @returns The backend now active and a one-line description.
- * @throws {RangeError} If `name` is not a {@linkcode BackendName}.
+ * @param options Where to log decisions; how many wasm threads.
+ * @returns The backend now active, a one-line description and its thread count.
+ * @throws {RangeError} If `name` is not a {@linkcode BackendName}, or
+ *   `options.wasmThreads` is not an integer from 1 to 8.
  * @throws {Error} If the backend cannot start; the message says why and what to change.
  *
  * @example
@@ -73,16 +90,18 @@ export async function initBackend(
   options: InitBackendOptions = {},
 ): Promise<BackendInfo> {
   const log = options.log ?? (() => {});
+  const wasmThreads = options.wasmThreads ?? defaultWasmThreads();
+  checkWasmThreads(wasmThreads);
   switch (name) {
     case "cpu":
       await activate("cpu");
-      return { name: "cpu", detail: "pure JavaScript, the numeric reference" };
+      return { name: "cpu", detail: "pure JavaScript, the numeric reference", threads: 1 };
     case "wasm":
-      return await initWasm(log);
+      return await initWasm(log, wasmThreads);
     case "webgpu":
       return await initWebgpu(await probeWebgpu());
     case "auto":
-      return await initAuto(log);
+      return await initAuto(log, wasmThreads);
     default:
       throw new RangeError(
         `Expected backend to be one of ${BACKEND_NAMES.join(", ")} but found ${String(name)}`,
@@ -102,30 +121,39 @@ async function activate(name: string): Promise<void> {
 
 const WASM_PACKAGE = "@tensorflow/tfjs-backend-wasm";
 const WASM_SIMD_BINARY = "tfjs-backend-wasm-simd.wasm";
+const WASM_THREADED_BINARY = "tfjs-backend-wasm-threaded-simd.wasm";
 
-async function initWasm(log: (message: string) => void): Promise<BackendInfo> {
+async function initWasm(log: (message: string) => void, threads: number): Promise<BackendInfo> {
   const firstStart = tf.findBackend("wasm") === null;
   // Checked before importing the package and before tfjs tries the binary: a
   // failed start leaves tfjs-backend-wasm unable to retry in this process.
   const folder = firstStart ? wasmBinaryFolder() : "";
-  if (firstStart) requireReadable(folder);
+  if (firstStart) requireReadable(folder, threads > 1 ? WASM_THREADED_BINARY : WASM_SIMD_BINARY);
   const wasm = await import("@tensorflow/tfjs-backend-wasm");
   registerWasmTrainingKernels();
   if (firstStart) {
-    // The threaded build starts Web Workers from a blob URL, which Deno
-    // refuses (ERR_WORKER_PATH); tfjs already skips it when it detects
-    // Node-like globals, and this keeps it skipped wherever that guess differs.
-    tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
+    // tfjs never picks the threaded build where it sees Node-like globals,
+    // as under Deno; this flag is what makes it (or keeps it from) trying.
+    tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", threads > 1);
+    wasm.setThreadsCount(threads);
     wasm.setWasmPaths(folder);
-    log(`wasm: loading binaries from ${folder}`);
+    log(`wasm: loading binaries from ${folder} for ${threads} thread${threads === 1 ? "" : "s"}`);
   }
-  await activate("wasm");
+  if (firstStart && threads > 1) {
+    await withPthreadWorkers(
+      { packageScript: folder + WASM_PACKAGE_SCRIPT, threads },
+      () => activate("wasm"),
+    );
+  } else {
+    await activate("wasm");
+  }
   const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
-  const threads = wasm.getThreadsCount();
+  const running = wasm.getThreadsCount();
   return {
     name: "wasm",
-    detail: `${simd ? "SIMD" : "no SIMD"}, ${threads} thread${threads === 1 ? "" : "s"}, ` +
+    detail: `${simd ? "SIMD" : "no SIMD"}, ${running} thread${running === 1 ? "" : "s"}, ` +
       `XNNPACK with composite Conv2D gradients`,
+    threads: running,
   };
 }
 
@@ -146,22 +174,22 @@ function wasmBinaryFolder(): string {
 }
 
 /** Fails with the flag to add, instead of tfjs's advice about web servers. */
-function requireReadable(folder: string): void {
+function requireReadable(folder: string, binary: string): void {
   const descriptor = { name: "read", path: folder } as const;
   let state = Deno.permissions.querySync(descriptor).state;
   // "prompt": let Deno ask on a terminal (without one the request is denied).
   if (state === "prompt") state = Deno.permissions.requestSync(descriptor).state;
   if (state !== "granted") {
     throw new Error(
-      `The wasm backend needs read access to ${folder}${WASM_SIMD_BINARY} but it was ${state}; ` +
+      `The wasm backend needs read access to ${folder}${binary} but it was ${state}; ` +
         `run Deno with --allow-read (or --allow-read=${folder})`,
     );
   }
   try {
-    Deno.statSync(folder + WASM_SIMD_BINARY);
+    Deno.statSync(folder + binary);
   } catch (error) {
     throw new Error(
-      `Expected the wasm binary at ${folder}${WASM_SIMD_BINARY} but could not stat it ` +
+      `Expected the wasm binary at ${folder}${binary} but could not stat it ` +
         `(${(error as Error).message}); run \`deno install\``,
     );
   }
@@ -227,10 +255,11 @@ async function initWebgpu(probe: AdapterProbe): Promise<BackendInfo> {
   return {
     name: "webgpu",
     detail: `adapter ${probe.description}${probe.isFallback ? " (fallback adapter)" : ""}`,
+    threads: 0,
   };
 }
 
-async function initAuto(log: (message: string) => void): Promise<BackendInfo> {
+async function initAuto(log: (message: string) => void, wasmThreads: number): Promise<BackendInfo> {
   let reason: string;
   try {
     const probe = await probeWebgpu();
@@ -243,6 +272,6 @@ async function initAuto(log: (message: string) => void): Promise<BackendInfo> {
     reason = `WebGPU cannot be used: ${(error as Error).message}`;
   }
   log(`auto: picked wasm because ${reason}`);
-  const wasm = await initWasm(log);
-  return { name: "wasm", detail: `${wasm.detail}; auto chose wasm because ${reason}` };
+  const wasm = await initWasm(log, wasmThreads);
+  return { ...wasm, detail: `${wasm.detail}; auto chose wasm because ${reason}` };
 }

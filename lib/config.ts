@@ -1,5 +1,6 @@
 /**
- * The one training configuration, with the article's settings as defaults.
+ * The one training configuration, with the article's settings as defaults,
+ * and named presets that change some of them.
  *
  * @module
  */
@@ -23,7 +24,25 @@ export interface TrainConfig {
   seed: number;
   /** TensorFlow.js backend. @default "auto" */
   backend: BackendName;
+  /**
+   * How the learning rate moves over the run: `constant` (the article), or
+   * `onecycle`, PyTorch's `OneCycleLR` with its defaults, peaking at
+   * `learningRate` (see {@linkcode learningRateAt}).
+   * @default "constant"
+   */
+  lrSchedule: LrSchedule;
+  /**
+   * Training targets are `(1 - s) * onehot + s / 10`; 0 is plain cross-entropy (the article).
+   * Test loss is always plain cross-entropy.
+   * @default 0
+   */
+  labelSmoothing: number;
 }
+
+/** Learning-rate schedules {@linkcode TrainConfig.lrSchedule} accepts. */
+export type LrSchedule = "constant" | "onecycle";
+
+const LR_SCHEDULES: readonly LrSchedule[] = ["constant", "onecycle"];
 
 /** The article's settings: ResNet-18, Adam(lr=0.001), batch 64, 10 epochs. */
 export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
@@ -35,7 +54,83 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   testLimit: null,
   seed: 0,
   backend: "auto",
+  lrSchedule: "constant",
+  labelSmoothing: 0,
 });
+
+/** Names {@linkcode PRESETS} accepts. */
+export type PresetName = "article" | "fast";
+
+/**
+ * Named starting points; flags given with a preset override its values.
+ *
+ * - `article`: {@linkcode DEFAULT_CONFIG}.
+ * - `fast`: accuracy per minute on a CPU. A quarter-width ResNet-18 (16/32/64/128
+ *   channels, 16x fewer multiply-adds) at batch 256, where the wasm backend's
+ *   per-kernel overhead is spread over 4x more images, for 2 epochs under a
+ *   one-cycle schedule peaking at 4x the article's rate, with label smoothing 0.1.
+ *   Measured (seed 0, wasm on 2 threads, a 2-vCPU AMD EPYC shared with other
+ *   jobs, 38-47 img/s): 50.8% test accuracy after epoch 1, 69.2% after epoch 2,
+ *   in 41 minutes of wall time.
+ */
+export const PRESETS: Readonly<Record<PresetName, Readonly<Partial<TrainConfig>>>> = Object
+  .freeze({
+    article: Object.freeze({}),
+    fast: Object.freeze({
+      width: 16,
+      batchSize: 256,
+      epochs: 2,
+      learningRate: 0.004,
+      lrSchedule: "onecycle",
+      labelSmoothing: 0.1,
+    }),
+  });
+
+/** Fraction of the run spent warming up in the one-cycle schedule (PyTorch's `pct_start`). */
+export const ONE_CYCLE_WARMUP_FRACTION = 0.3;
+/** The one-cycle schedule starts at peak / this (PyTorch's `div_factor`). */
+export const ONE_CYCLE_START_DIVISOR = 25;
+/** ...and ends at its start / this (PyTorch's `final_div_factor`). */
+export const ONE_CYCLE_END_DIVISOR = 1e4;
+
+/**
+ * The learning rate for optimiser step `step` (0-based) of `totalSteps`.
+ *
+ * `constant`: `learningRate` throughout. `onecycle`: cosine from
+ * `learningRate / 25` up to `learningRate` over the first 30% of the steps, then
+ * cosine down to `learningRate / 25 / 1e4` at the last step, as PyTorch's
+ * `OneCycleLR(max_lr=learningRate, total_steps=totalSteps)`.
+ *
+ * @param config The schedule and its peak rate.
+ * @param step Steps taken so far; steps past the end get the final rate.
+ * @param totalSteps Steps in the whole run.
+ * @returns The rate for this step.
+ *
+ * @example
+ * ```ts
+ * import { learningRateAt } from "./config.ts";
+ * const config = { learningRate: 0.004, lrSchedule: "onecycle" } as const;
+ * console.log(learningRateAt(config, 0, 100)); // 0.00016
+ * console.log(learningRateAt(config, 29, 100)); // 0.004 (the peak)
+ * ```
+ */
+export function learningRateAt(
+  config: Pick<TrainConfig, "learningRate" | "lrSchedule">,
+  step: number,
+  totalSteps: number,
+): number {
+  if (config.lrSchedule === "constant") return config.learningRate;
+  const peak = config.learningRate;
+  const start = peak / ONE_CYCLE_START_DIVISOR;
+  const end = start / ONE_CYCLE_END_DIVISOR;
+  // As PyTorch: the peak is at step pct_start * total - 1, the end at step total - 1.
+  const peakStep = ONE_CYCLE_WARMUP_FRACTION * totalSteps - 1;
+  const lastStep = totalSteps - 1;
+  const cosine = (from: number, to: number, fraction: number) =>
+    to + (from - to) * (1 + Math.cos(Math.PI * Math.min(Math.max(fraction, 0), 1))) / 2;
+  if (step <= peakStep) return cosine(start, peak, peakStep <= 0 ? 1 : step / peakStep);
+  return cosine(peak, end, (step - peakStep) / Math.max(lastStep - peakStep, 1));
+}
 
 const BACKENDS = ["cpu", "wasm", "webgpu", "auto"] as const;
 
@@ -71,6 +166,16 @@ export function makeConfig(partial: Partial<TrainConfig> = {}): TrainConfig {
   if (!(Number.isFinite(config.learningRate) && config.learningRate > 0)) {
     throw new RangeError(
       `Expected learningRate to be a number > 0 but found ${config.learningRate}`,
+    );
+  }
+  if (!(LR_SCHEDULES as readonly string[]).includes(config.lrSchedule)) {
+    throw new RangeError(
+      `Expected lrSchedule to be one of ${LR_SCHEDULES.join(", ")} but found ${config.lrSchedule}`,
+    );
+  }
+  if (!(config.labelSmoothing >= 0 && config.labelSmoothing < 1)) {
+    throw new RangeError(
+      `Expected labelSmoothing to be a number in [0, 1) but found ${config.labelSmoothing}`,
     );
   }
   if (!(BACKENDS as readonly string[]).includes(config.backend)) {

@@ -13,7 +13,7 @@ import {
   saveCheckpoint,
 } from "./checkpoint.ts";
 import { writeTextFileAtomic } from "./atomic.ts";
-import type { TrainConfig } from "./config.ts";
+import { learningRateAt, type TrainConfig } from "./config.ts";
 import { epochBatches, limitSplit, NUM_CLASSES, type Split } from "./data.ts";
 import { resnet18 } from "./model.ts";
 import { saveModel } from "./model_io.ts";
@@ -61,18 +61,52 @@ export class NonFiniteLossError extends Error {
 }
 
 /** The article's optimiser: Adam with PyTorch's defaults (betas 0.9/0.999, eps 1e-8). */
-export function createOptimizer(config: Pick<TrainConfig, "learningRate">): tf.AdamOptimizer {
+export function createOptimizer(
+  config: Pick<TrainConfig, "learningRate"> & Partial<Pick<TrainConfig, "lrSchedule">>,
+  totalSteps = Infinity,
+): tf.AdamOptimizer {
   // TensorFlow.js defaults epsilon to 1e-7; PyTorch to 1e-8.
-  return tf.train.adam(config.learningRate, 0.9, 0.999, 1e-8);
+  if ((config.lrSchedule ?? "constant") === "constant") {
+    return tf.train.adam(config.learningRate, 0.9, 0.999, 1e-8);
+  }
+  return new ScheduledAdam({ ...config, lrSchedule: config.lrSchedule! }, totalSteps);
+}
+
+/**
+ * Adam whose rate follows {@linkcode learningRateAt}, keyed on the optimiser's
+ * own step count, which checkpoints save and restore (so a resumed run picks
+ * up the schedule where it stopped).
+ */
+class ScheduledAdam extends tf.AdamOptimizer {
+  constructor(
+    readonly schedule: Pick<TrainConfig, "learningRate" | "lrSchedule">,
+    readonly totalSteps: number,
+  ) {
+    super(learningRateAt(schedule, 0, totalSteps), 0.9, 0.999, 1e-8);
+  }
+
+  override applyGradients(gradients: Parameters<tf.AdamOptimizer["applyGradients"]>[0]): void {
+    this.learningRate = learningRateAt(this.schedule, this.iterations, this.totalSteps);
+    super.applyGradients(gradients);
+  }
 }
 
 /**
  * Mean softmax cross-entropy of `logits` ([batch, classes]) against integer `labels` ([batch]),
- * PyTorch's `nn.CrossEntropyLoss()`.
+ * PyTorch's `nn.CrossEntropyLoss(label_smoothing=labelSmoothing)`.
  */
-export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+export function crossEntropy(
+  logits: tf.Tensor2D,
+  labels: tf.Tensor1D,
+  labelSmoothing = 0,
+): tf.Scalar {
   return tf.tidy(() =>
-    tf.losses.softmaxCrossEntropy(tf.oneHot(labels, logits.shape[1]), logits) as tf.Scalar
+    tf.losses.softmaxCrossEntropy(
+      tf.oneHot(labels, logits.shape[1]),
+      logits,
+      undefined,
+      labelSmoothing,
+    ) as tf.Scalar
   );
 }
 
@@ -86,6 +120,7 @@ export async function trainStep(
   optimizer: tf.Optimizer,
   x: tf.Tensor4D,
   y: tf.Tensor1D,
+  labelSmoothing = 0,
 ): Promise<{ loss: number; correct: number }> {
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
   let correct: tf.Tensor | undefined;
@@ -93,7 +128,7 @@ export async function trainStep(
     () => {
       const logits = model.apply(x, { training: true }) as tf.Tensor2D;
       correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), y), "int32")));
-      return crossEntropy(logits, y);
+      return crossEntropy(logits, y, labelSmoothing);
     },
     true,
     variables,
@@ -126,6 +161,8 @@ export async function trainEpoch(
     batchSize: number;
     rng: Rng;
     epoch: number;
+    /** See {@linkcode TrainConfig.labelSmoothing}. @default 0 */
+    labelSmoothing?: number;
     onBatch?: (batch: number, batches: number, stats: EpochTraining) => void | Promise<void>;
   },
 ): Promise<EpochTraining> {
@@ -145,7 +182,7 @@ export async function trainEpoch(
     batch++;
     let step;
     try {
-      step = await trainStep(model, optimizer, x, y);
+      step = await trainStep(model, optimizer, x, y, options.labelSmoothing);
     } finally {
       tf.dispose([x, y]);
     }
@@ -253,7 +290,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     ? options.data.test
     : limitSplit(options.data.test, config.testLimit, config.seed + 1);
   const model = resnet18({ width: config.width, seed: config.seed });
-  const optimizer = createOptimizer(config);
+  const batches = Math.ceil(trainSplit.count / config.batchSize);
+  const optimizer = createOptimizer(config, config.epochs * batches);
   let rng = new Rng(config.seed);
   let history: EpochRecord[] = [];
   let evaluation: Evaluation | null = null;
@@ -275,13 +313,13 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       await Deno.mkdir(runDir, { recursive: true });
       await writeTextFileAtomic(`${runDir}/config.json`, JSON.stringify(config, null, 2) + "\n");
     }
-    const batches = Math.ceil(trainSplit.count / config.batchSize);
     let evalSeconds: number | null = null;
     for (let epoch = history.length + 1; epoch <= config.epochs; epoch++) {
       const trained = await trainEpoch(model, optimizer, trainSplit, {
         batchSize: config.batchSize,
         rng,
         epoch,
+        labelSmoothing: config.labelSmoothing,
         onBatch: (batch, _, stats) => {
           const remainingImages = (batches - batch) / batches * trainSplit.count +
             (config.epochs - epoch) * trainSplit.count;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, initBackend } from "../lib/backend.ts";
+import { defaultWasmThreads } from "../lib/wasm_threads.ts";
 
 /** This checkout's node_modules, the only folder the wasm backend needs to read. */
 const NODE_MODULES = (() => {
@@ -42,9 +43,18 @@ Deno.test({
   async fn() {
     await assert.rejects(() => initBackend("wasm"), {
       message:
-        /needs read access to .*tfjs-backend-wasm-simd\.wasm but it was denied; run Deno with --allow-read/,
+        /needs read access to .*tfjs-backend-wasm(-threaded)?-simd\.wasm but it was denied; run Deno with --allow-read/,
     });
   },
+});
+
+Deno.test("initBackend() rejects a wasm thread count outside 1..8", async () => {
+  for (const wasmThreads of [0, 9, 1.5]) {
+    await assert.rejects(() => initBackend("wasm", { wasmThreads }), {
+      name: "RangeError",
+      message: `Expected wasm threads to be an integer from 1 to 8 but found ${wasmThreads}`,
+    });
+  }
 });
 
 Deno.test({
@@ -59,10 +69,15 @@ Deno.test({
   },
   async fn() {
     const logged: string[] = [];
+    const webWorker = globalThis.Worker;
     const backend = await initBackend("wasm", { log: (m) => logged.push(m) });
     assert.equal(backend.name, "wasm");
     assert.equal(tf.getBackend(), "wasm");
-    assert.match(backend.detail, /^SIMD, 1 thread,/);
+    // One thread per core by default; the threaded start puts the global Worker back.
+    const threads = defaultWasmThreads();
+    assert.equal(backend.threads, threads);
+    assert.match(backend.detail, new RegExp(`^SIMD, ${threads} threads?,`));
+    assert.equal(globalThis.Worker, webWorker);
     assert.match(logged.join("\n"), /wasm: loading binaries from .*node_modules/);
     assert.notEqual(tf.getKernel("Conv2DBackpropFilter", "wasm"), undefined);
     assert.deepEqual(await squares(), [1, 4, 9]);

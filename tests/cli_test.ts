@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseTrainArgs, UsageError } from "../lib/cli.ts";
-import { DEFAULT_CONFIG } from "../lib/config.ts";
+import { DEFAULT_CONFIG, PRESETS } from "../lib/config.ts";
 
 Deno.test("parseTrainArgs() defaults to the article's settings", () => {
   const args = parseTrainArgs([], new Date(2026, 0, 2, 3, 4, 5));
@@ -32,13 +32,17 @@ Deno.test("parseTrainArgs() reads every flag", () => {
     "7",
     "--backend",
     "wasm",
+    "--lr-schedule",
+    "onecycle",
+    "--label-smoothing",
+    "0.1",
     "--data",
     "x.tar.gz",
     "--out",
     "runs/a",
     "--resume",
   ]);
-  assert.deepEqual(args.config, {
+  const expected = {
     epochs: 3,
     batchSize: 32,
     learningRate: 0.01,
@@ -47,20 +51,29 @@ Deno.test("parseTrainArgs() reads every flag", () => {
     testLimit: 1000,
     seed: 7,
     backend: "wasm",
-  });
-  assert.deepEqual(args.overrides, {
-    epochs: 3,
-    batchSize: 32,
-    learningRate: 0.01,
-    width: 16,
-    trainLimit: 5000,
-    testLimit: 1000,
-    seed: 7,
-    backend: "wasm",
-  });
+    lrSchedule: "onecycle",
+    labelSmoothing: 0.1,
+  };
+  assert.deepEqual(args.config, expected);
+  assert.deepEqual(args.overrides, expected);
   assert.equal(args.data, "x.tar.gz");
   assert.equal(args.out, "runs/a");
   assert.equal(args.resume, true);
+});
+
+Deno.test("parseTrainArgs() --preset fast sets the fast recipe, and flags override it", () => {
+  const fast = parseTrainArgs(["--preset", "fast"]).config;
+  assert.deepEqual(fast, { ...DEFAULT_CONFIG, ...PRESETS.fast });
+  assert.equal(fast.width, 16);
+  assert.equal(fast.batchSize, 256);
+  assert.equal(fast.lrSchedule, "onecycle");
+  assert.equal(fast.labelSmoothing, 0.1);
+  const overridden = parseTrainArgs(["--epochs", "1", "--preset", "fast", "--width", "8"]);
+  assert.equal(overridden.config.epochs, 1);
+  assert.equal(overridden.config.width, 8);
+  assert.equal(overridden.config.batchSize, 256);
+  assert.deepEqual(overridden.overrides, { ...PRESETS.fast, epochs: 1, width: 8 });
+  assert.deepEqual(parseTrainArgs(["--preset", "article"]).config, DEFAULT_CONFIG);
 });
 
 Deno.test("parseTrainArgs() rejects bad flags and values naming the flag", () => {
@@ -81,6 +94,16 @@ Deno.test("parseTrainArgs() rejects bad flags and values naming the flag", () =>
       /--backend: Expected backend to be one of cpu, wasm, webgpu, auto but found cuda/,
     ],
     [["--resume"], /--resume: expected --out/],
+    [["--preset", "quick"], /--preset: expected one of article, fast but found "quick"/],
+    [
+      ["--lr-schedule", "cosine"],
+      /--lr-schedule: Expected lrSchedule to be one of constant, onecycle but found cosine/,
+    ],
+    [
+      ["--label-smoothing", "1"],
+      /--label-smoothing: Expected labelSmoothing to be a number in \[0, 1\) but found 1/,
+    ],
+    [["--label-smoothing", "some"], /--label-smoothing: expected a number but found "some"/],
     [["--md5", "abc", "--data", "http://x/a.tgz"], /--md5: expected 32 hexadecimal digits/],
     [["stray"], /stray/],
   ];

@@ -190,7 +190,7 @@ Deno.test("registerWasmTrainingKernels() makes wasm conv2d gradients match the c
   }
 });
 
-const REPLACED = ["Conv2DBackpropFilter", "Conv2DBackpropInput", "Tile", "Sum", "Mean"];
+const REPLACED = ["Conv2DBackpropFilter", "Conv2DBackpropInput", "Tile", "Sum", "Mean", "Identity"];
 
 Deno.test("registerWasmTrainingKernels() is idempotent", () => {
   const before = REPLACED.map((name) => tf.getKernel(name, "wasm"));
@@ -199,6 +199,26 @@ Deno.test("registerWasmTrainingKernels() is idempotent", () => {
   const after = REPLACED.map((name) => tf.getKernel(name, "wasm"));
   assert.ok(before.every((k) => k !== undefined));
   assert.deepEqual(after, before);
+});
+
+Deno.test("wasm Identity shares the buffer, and frees it once both tensors are gone", async () => {
+  await onBackend("wasm", async () => {
+    const buffers = () =>
+      (tf.memory() as tf.MemoryInfo & { numDataBuffers: number }).numDataBuffers;
+    const x = tf.tensor2d([[1, -0, NaN], [4, 5, 6]]);
+    const before = buffers();
+    const y = tf.clone(x);
+    assert.equal(buffers(), before, "no new buffer");
+    x.dispose();
+    assert.deepEqual(Array.from(await y.data()), [1, -0, NaN, 4, 5, 6]);
+    assert.deepEqual(y.shape, [2, 3]);
+    y.dispose();
+    assert.equal(buffers(), before - 1, "freed with the last tensor");
+    const names = tf.tensor1d(["a", "b"], "string");
+    const copy = tf.clone(names); // strings go to the stock kernel
+    assert.deepEqual(await copy.data(), ["a", "b"]);
+    tf.dispose([names, copy]);
+  });
 });
 
 Deno.test("registerWasmTrainingKernels() refuses to run before the wasm kernels exist", () => {

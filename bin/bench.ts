@@ -1,0 +1,32 @@
+/**
+ * `deno task bench`: times the article's ResNet-18 here (and, with `--peer`,
+ * the PyTorch peer) and prints one JSON line on stdout; progress goes to stderr.
+ *
+ * @module
+ */
+import { BENCH_USAGE, parseBenchArgs, runBench } from "../lib/bench.ts";
+import { UsageError } from "../lib/cli.ts";
+
+async function main(argv: string[]): Promise<number> {
+  const options = parseBenchArgs(argv);
+  if (options === null) {
+    console.log(BENCH_USAGE);
+    return 0;
+  }
+  const result = await runBench(options, (message) => console.error(message));
+  console.log(JSON.stringify(result));
+  return 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`error: ${error.message} (see --help)`);
+      Deno.exit(2);
+    }
+    console.error(`error: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
+}

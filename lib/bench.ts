@@ -1,0 +1,417 @@
+/**
+ * `deno task bench`: how fast the article's ResNet-18 trains and infers here,
+ * on batches from the real data pipeline, optionally beside the PyTorch peer
+ * run on the same machine in the same invocation.
+ *
+ * A training step is timed end to end as the article's loop runs it (and as
+ * the peer times its own): make the augmented batch, forward, backward, Adam,
+ * read the loss back. The batch-making part is also reported on its own.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import os from "node:os";
+import { parseArgs } from "node:util";
+import { BACKEND_NAMES, type BackendName, initBackend } from "./backend.ts";
+import { UsageError } from "./cli.ts";
+import { IMAGE_BYTES, loadCifar10, makeBatch, NUM_CLASSES, type Split } from "./data.ts";
+import { resnet18 } from "./model.ts";
+import { Rng } from "./rng.ts";
+import { createOptimizer, trainStep } from "./train.ts";
+import { MAX_WASM_THREADS } from "./wasm_threads.ts";
+
+/** What to measure. */
+export interface BenchOptions {
+  /** TensorFlow.js backend. @default "wasm" */
+  backend: BackendName;
+  /** ResNet-18 stem width; 64 is the article. @default 64 */
+  width: number;
+  /** Images per step (training and inference). @default 64 */
+  batchSize: number;
+  /** Timed training steps, and timed inference batches. @default 5 (the peer's usual --bench-steps) */
+  steps: number;
+  /** Untimed steps first (weight packing, allocation, JIT). @default 1 (as the peer) */
+  warmupSteps: number;
+  /** wasm threads; null = one per core. @default null */
+  wasmThreads: number | null;
+  /** CIFAR-10 folder or `.tar.gz`; null = synthetic images (shapes and pipeline identical). @default null */
+  data: string | null;
+  /** Also run the PyTorch peer on `data` (which must be the `.tar.gz`). @default false */
+  peer: boolean;
+  /** The peer script. @default "../shared/peer/article_torch.py" */
+  peerScript: string;
+  /** Threads the peer may use. @default one per core */
+  peerThreads: number;
+  /** Add per-kernel milliseconds of one profiled training step. @default false */
+  profile: boolean;
+  /** Seeds weights, order and augmentation. @default 0 */
+  seed: number;
+}
+
+/** The interpreter the peer runs under; the bench task may run only this. */
+export const PEER_PYTHON = "/usr/bin/python3";
+
+/** Defaults of {@linkcode BenchOptions}. */
+export const DEFAULT_BENCH_OPTIONS: Readonly<BenchOptions> = Object.freeze({
+  backend: "wasm",
+  width: 64,
+  batchSize: 64,
+  steps: 5,
+  warmupSteps: 1,
+  wasmThreads: null,
+  data: null,
+  peer: false,
+  peerScript: "../shared/peer/article_torch.py",
+  peerThreads: globalThis.navigator?.hardwareConcurrency ?? 1,
+  profile: false,
+  seed: 0,
+});
+
+/** The machine and software a measurement was made on. */
+export interface MachineInfo {
+  cpu: string;
+  cores: number;
+  os: string;
+  deno: string;
+  v8: string;
+  tfjs: string;
+}
+
+/** One bench run: what {@linkcode runBench} returns and `deno task bench` prints as one JSON line. */
+export interface BenchResult {
+  backend: string;
+  /** Threads the backend computed on (wasm pool size; 1 for cpu; 0 for webgpu). */
+  threads: number;
+  width: number;
+  batchSize: number;
+  steps: number;
+  warmupSteps: number;
+  /** `cifar-10` (real augmented batches) or `synthetic`. */
+  data: "cifar-10" | "synthetic";
+  /** Training images per second, batch making included. */
+  trainImagesPerSecond: number;
+  /** Mean wall time of one training step, batch making included. */
+  trainMsPerStep: number;
+  /** Inference (BatchNorm in inference mode) images per second, batch making excluded. */
+  inferImagesPerSecond: number;
+  /** Mean time to make one augmented, normalised batch and upload it. */
+  dataMsPerBatch: number;
+  backendDetail: string;
+  machine: MachineInfo;
+  /** The peer's `train img/s` on the same machine, measured right after ours. */
+  peerTrainImagesPerSecond?: number;
+  /** trainImagesPerSecond / peerTrainImagesPerSecond. */
+  ratio?: number;
+  /** Milliseconds per kernel in one training step, largest first (with `profile`). */
+  profileMs?: Record<string, number>;
+}
+
+/** `deno task bench --help`. */
+export const BENCH_USAGE =
+  `Time training steps and inference of the article's ResNet-18; print one JSON line.
+
+Usage: deno task bench [flags]
+
+  --backend NAME      cpu | wasm | webgpu | auto                  (default wasm)
+  --width N           ResNet-18 stem width; 64 is the article     (default 64)
+  --batch-size N      images per step                             (default 64)
+  --steps N           timed steps (after the warm-up)             (default 5)
+  --warmup N          untimed steps first                         (default 1)
+  --threads N         wasm threads, 1..${MAX_WASM_THREADS}                       (default: one per core)
+  --data PATH         CIFAR-10 folder or .tar.gz (default: synthetic images)
+  --peer              also run the PyTorch peer on --data (a .tar.gz) and add the ratio
+  --peer-script PATH  the peer                    (default ../shared/peer/article_torch.py)
+  --peer-threads N    the peer's torch threads                    (default: one per core)
+  --profile           add per-kernel milliseconds of one training step
+  --seed N            weights, order, augmentation                (default 0)
+  --help              this text
+`;
+
+const BENCH_INT_FLAGS = {
+  width: "width",
+  "batch-size": "batchSize",
+  steps: "steps",
+  warmup: "warmupSteps",
+  threads: "wasmThreads",
+  "peer-threads": "peerThreads",
+  seed: "seed",
+} as const;
+
+/**
+ * Parses and checks `deno task bench`'s flags.
+ *
+ * @param args The command line after the script name.
+ * @returns The options, or `null` for `--help`.
+ * @throws {UsageError} Naming the flag, for an unknown flag or a bad value.
+ *
+ * @example
+ * ```ts
+ * import { parseBenchArgs } from "./bench.ts";
+ * console.log(parseBenchArgs(["--width", "16"])?.width); // 16
+ * ```
+ */
+export function parseBenchArgs(args: string[]): BenchOptions | null {
+  let values;
+  try {
+    values = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        backend: { type: "string" },
+        width: { type: "string" },
+        "batch-size": { type: "string" },
+        steps: { type: "string" },
+        warmup: { type: "string" },
+        threads: { type: "string" },
+        data: { type: "string" },
+        peer: { type: "boolean" },
+        "peer-script": { type: "string" },
+        "peer-threads": { type: "string" },
+        profile: { type: "boolean" },
+        seed: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }).values;
+  } catch (error) {
+    const message = (error as Error).message.split("\n")[0].split(". ")[0];
+    throw new UsageError(message.replace(/^Option '(--[\w-]+)[^']*'/, "$1:"));
+  }
+  if (values.help) return null;
+  const options: BenchOptions = { ...DEFAULT_BENCH_OPTIONS };
+  for (const [flag, key] of Object.entries(BENCH_INT_FLAGS)) {
+    const text = values[flag as keyof typeof BENCH_INT_FLAGS];
+    if (text === undefined) continue;
+    const n = Number(text);
+    const min = key === "warmupSteps" || key === "seed" ? 0 : 1;
+    if (text.trim() === "" || !Number.isInteger(n) || n < min) {
+      throw new UsageError(`--${flag}: expected an integer >= ${min} but found "${text}"`);
+    }
+    options[key] = n;
+  }
+  if (options.wasmThreads !== null && options.wasmThreads > MAX_WASM_THREADS) {
+    throw new UsageError(
+      `--threads: expected an integer from 1 to ${MAX_WASM_THREADS} but found ${options.wasmThreads}`,
+    );
+  }
+  if (values.backend !== undefined) {
+    if (!(BACKEND_NAMES as readonly string[]).includes(values.backend)) {
+      throw new UsageError(
+        `--backend: expected one of ${BACKEND_NAMES.join(", ")} but found "${values.backend}"`,
+      );
+    }
+    options.backend = values.backend as BackendName;
+  }
+  options.data = values.data ?? null;
+  options.peer = values.peer ?? false;
+  options.profile = values.profile ?? false;
+  if (values["peer-script"] !== undefined) options.peerScript = values["peer-script"];
+  if (options.peer && !/\.tar\.gz$|\.tgz$/.test(options.data ?? "")) {
+    throw new UsageError(
+      `--peer: expected --data to name the CIFAR-10 .tar.gz archive the peer reads but found ${
+        options.data === null ? "no --data" : `"${options.data}"`
+      }`,
+    );
+  }
+  return options;
+}
+
+/**
+ * Uniformly random images and labels, for a bench without the archive:
+ * the timing of a step does not depend on what the pixels are.
+ *
+ * @param count Number of images.
+ * @param seed Seeds the pixels and labels.
+ * @returns A split of `count` NHWC uint8 images.
+ */
+export function randomSplit(count: number, seed: number): Split {
+  const rng = new Rng(seed);
+  const images = new Uint8Array(count * IMAGE_BYTES);
+  for (let i = 0; i < images.length; i++) images[i] = rng.int(256);
+  const labels = new Uint8Array(count);
+  for (let i = 0; i < count; i++) labels[i] = rng.int(NUM_CLASSES);
+  return { images, labels, count };
+}
+
+/** The CPU model as `os.cpus()` reports it (Deno needs `--allow-sys=cpus` for it). */
+function cpuModel(): string {
+  const permission = Deno.permissions.querySync({ name: "sys", kind: "cpus" }).state;
+  if (permission !== "granted") return "unknown (needs --allow-sys=cpus)";
+  return os.cpus()[0]?.model?.trim() || "unknown";
+}
+
+/**
+ * The machine a measurement ran on.
+ *
+ * @returns CPU model, logical cores, OS/arch and the Deno, V8 and TensorFlow.js versions.
+ */
+export function machineInfo(): MachineInfo {
+  return {
+    cpu: cpuModel(),
+    cores: globalThis.navigator?.hardwareConcurrency ?? 1,
+    os: `${Deno.build.os}-${Deno.build.arch}`,
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    tfjs: tf.version.tfjs,
+  };
+}
+
+/**
+ * Runs the PyTorch peer's step timing and reads its `train img/s X` line.
+ *
+ * @param options Archive, width, batch size, steps, the script and its threads.
+ * @returns The peer's training images per second.
+ * @throws {Error} If it exits non-zero or prints no `train img/s` line (with its stderr).
+ */
+export async function runPeer(
+  options: Pick<BenchOptions, "width" | "batchSize" | "steps" | "peerScript" | "peerThreads"> & {
+    archive: string;
+  },
+): Promise<number> {
+  const args = [
+    options.peerScript,
+    options.archive,
+    "--width",
+    String(options.width),
+    "--bench-steps",
+    String(options.steps),
+    "--threads",
+    String(options.peerThreads),
+    "--batch",
+    String(options.batchSize),
+  ];
+  const out = await new Deno.Command(PEER_PYTHON, { args, stdout: "piped", stderr: "piped" })
+    .output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  const match = /^train img\/s ([\d.]+)$/m.exec(stdout);
+  if (!out.success || match === null) {
+    const stderr = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ");
+    throw new Error(
+      `Expected the peer (${PEER_PYTHON} ${args.join(" ")}) to print "train img/s X" but it ` +
+        `exited with ${out.code} and printed ${JSON.stringify(stdout.trim())}; stderr: ${stderr}`,
+    );
+  }
+  return Number(match[1]);
+}
+
+/** Kernel name to milliseconds, summed over one training step, largest first. */
+async function profileStep(
+  step: () => Promise<unknown>,
+): Promise<Record<string, number>> {
+  const info = await tf.profile(step as () => Promise<tf.Tensor>);
+  const byKernel = new Map<string, number>();
+  for (const kernel of info.kernels) {
+    const ms = typeof kernel.kernelTimeMs === "number" ? kernel.kernelTimeMs : 0;
+    byKernel.set(kernel.name, (byKernel.get(kernel.name) ?? 0) + ms);
+  }
+  return Object.fromEntries(
+    [...byKernel].sort((a, b) => b[1] - a[1]).map(([name, ms]) => [name, Math.round(ms)]),
+  );
+}
+
+const round = (x: number, digits: number) => Number(x.toFixed(digits));
+
+/**
+ * Times `steps` training steps and `steps` inference batches of ResNet-18
+ * after `warmupSteps` untimed steps, and, with `peer`, the PyTorch peer.
+ *
+ * @param options What to measure; see {@linkcode BenchOptions}.
+ * @param log Progress lines (loading data, which phase runs), for stderr.
+ * @returns The measurements, the backend and the machine.
+ *
+ * @example
+ * ```ts ignore
+ * import { DEFAULT_BENCH_OPTIONS, runBench } from "./bench.ts";
+ * const result = await runBench({ ...DEFAULT_BENCH_OPTIONS, width: 4, steps: 1 });
+ * console.log(JSON.stringify(result));
+ * ```
+ */
+export async function runBench(
+  options: BenchOptions,
+  log: (message: string) => void = () => {},
+): Promise<BenchResult> {
+  const backend = await initBackend(options.backend, {
+    log,
+    wasmThreads: options.wasmThreads ?? undefined,
+  });
+  const images = (options.warmupSteps + options.steps) * options.batchSize;
+  const split = options.data === null
+    ? randomSplit(images, options.seed)
+    : (await loadCifar10({ source: options.data, log })).train;
+  const rng = new Rng(options.seed);
+  const order = new Uint32Array(split.count).map((_, i) => i);
+  rng.shuffle(order);
+  let next = 0;
+  const batchIndices = () => {
+    if (next + options.batchSize > order.length) next = 0;
+    next += options.batchSize;
+    return order.subarray(next - options.batchSize, next);
+  };
+  let dataMs = 0;
+  const nextBatch = (augment: boolean) => {
+    const start = performance.now();
+    const batch = makeBatch(split, batchIndices(), { augment, rng });
+    dataMs += performance.now() - start;
+    return batch;
+  };
+
+  const model = resnet18({ width: options.width, seed: options.seed });
+  const optimizer = createOptimizer({ learningRate: 0.001 });
+  const step = async () => {
+    const { x, y } = nextBatch(true);
+    try {
+      return await trainStep(model, optimizer, x, y);
+    } finally {
+      tf.dispose([x, y]);
+    }
+  };
+  try {
+    log(`bench: ${options.warmupSteps} warm-up and ${options.steps} timed training steps`);
+    for (let i = 0; i < options.warmupSteps; i++) await step();
+    dataMs = 0;
+    const trainStart = performance.now();
+    for (let i = 0; i < options.steps; i++) await step();
+    const trainMs = performance.now() - trainStart;
+    const dataMsPerBatch = dataMs / options.steps;
+
+    log(`bench: ${options.steps} inference batches`);
+    let inferMs = 0;
+    for (let i = 0; i < options.warmupSteps + options.steps; i++) {
+      const { x, y } = nextBatch(false);
+      const start = performance.now();
+      const logits = tf.tidy(() => model.apply(x, { training: false }) as tf.Tensor);
+      await logits.data();
+      if (i >= options.warmupSteps) inferMs += performance.now() - start;
+      tf.dispose([x, y, logits]);
+    }
+    const result: BenchResult = {
+      backend: backend.name,
+      threads: backend.threads,
+      width: options.width,
+      batchSize: options.batchSize,
+      steps: options.steps,
+      warmupSteps: options.warmupSteps,
+      data: options.data === null ? "synthetic" : "cifar-10",
+      trainImagesPerSecond: round(options.steps * options.batchSize / (trainMs / 1000), 2),
+      trainMsPerStep: round(trainMs / options.steps, 1),
+      inferImagesPerSecond: round(options.steps * options.batchSize / (inferMs / 1000), 2),
+      dataMsPerBatch: round(dataMsPerBatch, 2),
+      backendDetail: backend.detail,
+      machine: machineInfo(),
+    };
+    if (options.profile) {
+      log("bench: profiling one training step");
+      result.profileMs = await profileStep(step);
+    }
+    if (options.peer && options.data !== null) {
+      log(`bench: running the peer ${options.peerScript}`);
+      const peer = await runPeer({ ...options, archive: options.data });
+      result.peerTrainImagesPerSecond = peer;
+      result.ratio = round(result.trainImagesPerSecond / peer, 3);
+    }
+    return result;
+  } finally {
+    model.dispose();
+    optimizer.dispose();
+  }
+}

@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { createOptimizer, crossEntropy } from "../lib/train.ts";
+import { DEFAULT_CONFIG, learningRateAt, makeConfig, PRESETS } from "../lib/config.ts";
+
+Deno.test("makeConfig() defaults keep the article's constant rate and plain cross-entropy", () => {
+  const config = makeConfig();
+  assert.equal(config.lrSchedule, "constant");
+  assert.equal(config.labelSmoothing, 0);
+  assert.deepEqual(config, DEFAULT_CONFIG);
+});
+
+Deno.test("makeConfig() accepts the fast preset and rejects a bad schedule or smoothing", () => {
+  assert.deepEqual(makeConfig(PRESETS.fast), { ...DEFAULT_CONFIG, ...PRESETS.fast });
+  assert.throws(() => makeConfig({ lrSchedule: "cosine" as "onecycle" }), {
+    name: "RangeError",
+    message: "Expected lrSchedule to be one of constant, onecycle but found cosine",
+  });
+  for (const labelSmoothing of [-0.1, 1, NaN]) {
+    assert.throws(() => makeConfig({ labelSmoothing }), {
+      name: "RangeError",
+      message: `Expected labelSmoothing to be a number in [0, 1) but found ${labelSmoothing}`,
+    });
+  }
+});
+
+Deno.test("learningRateAt() is constant for the article's schedule", () => {
+  const config = { learningRate: 0.001, lrSchedule: "constant" } as const;
+  for (const step of [0, 10, 1e6]) assert.equal(learningRateAt(config, step, 100), 0.001);
+});
+
+Deno.test("learningRateAt() follows PyTorch's OneCycleLR (cosine, pct_start 0.3)", () => {
+  const config = { learningRate: 0.004, lrSchedule: "onecycle" } as const;
+  const close = (a: number, b: number) =>
+    assert.ok(Math.abs(a - b) <= 1e-12 + 1e-9 * b, `${a} vs ${b}`);
+  // torch 1.13's OneCycleLR(Adam(lr=0.004), max_lr=0.004, total_steps=100) gives these rates
+  // at steps 0, 14, 29 (the peak), 64 and 99.
+  close(learningRateAt(config, 0, 100), 0.00015999999999999999);
+  close(learningRateAt(config, 14, 100), 0.001976053295515998);
+  close(learningRateAt(config, 29, 100), 0.004);
+  close(learningRateAt(config, 64, 100), 0.0020000079999999997);
+  close(learningRateAt(config, 99, 100), 1.6e-8);
+  // It rises, then falls, and stays at the end value past the last step.
+  const rates = Array.from({ length: 100 }, (_, step) => learningRateAt(config, step, 100));
+  assert.ok(rates.slice(0, 30).every((r, i) => i === 0 || r > rates[i - 1]));
+  assert.ok(rates.slice(29).every((r, i) => i === 0 || r < rates[28 + i]));
+  close(learningRateAt(config, 500, 100), 0.00016 / 1e4);
+});
+
+Deno.test("labelSmoothing and lrSchedule take effect in crossEntropy() and createOptimizer()", async () => {
+  await tf.setBackend("cpu");
+  const logits = tf.tensor2d([[2, 0, -1, 0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0, 0, 3, 0]]);
+  const labels = tf.tensor1d([0, 8], "int32");
+  // PyTorch: loss = mean over rows of -sum_k t_k log softmax_k, t = 0.9 * onehot + 0.1 / 10.
+  const logSoftmax = await tf.logSoftmax(logits).array();
+  const expected = [0, 8].reduce(
+    (sum, label, row) =>
+      sum - logSoftmax[row].reduce((s, v, k) => s + v * ((k === label ? 0.9 : 0) + 0.01), 0),
+    0,
+  ) / 2;
+  const smoothed = crossEntropy(logits, labels, 0.1);
+  assert.ok(Math.abs((await smoothed.data())[0] - expected) < 1e-5);
+  const plain = crossEntropy(logits, labels);
+  const plainExpected = -(logSoftmax[0][0] + logSoftmax[1][8]) / 2;
+  assert.ok(Math.abs((await plain.data())[0] - plainExpected) < 1e-5);
+
+  const w = tf.variable(tf.scalar(1));
+  const optimizer = createOptimizer({ learningRate: 0.004, lrSchedule: "onecycle" }, 10);
+  const rates: number[] = [];
+  for (let step = 0; step < 10; step++) {
+    optimizer.minimize(() => tf.square(w) as tf.Scalar);
+    rates.push((optimizer as unknown as { learningRate: number }).learningRate);
+  }
+  assert.deepEqual(
+    rates,
+    rates.map((_, step) =>
+      learningRateAt({ learningRate: 0.004, lrSchedule: "onecycle" }, step, 10)
+    ),
+  );
+  const constant = createOptimizer({ learningRate: 0.001 });
+  assert.equal((constant as unknown as { learningRate: number }).learningRate, 0.001);
+  tf.dispose([logits, labels, smoothed, plain, w]);
+  optimizer.dispose();
+  constant.dispose();
+});
