@@ -90,6 +90,9 @@ export async function initBackend(
   options: InitBackendOptions = {},
 ): Promise<BackendInfo> {
   const log = options.log ?? (() => {});
+  // Production mode silences TensorFlow.js's advice to install tfjs-node (which Deno cannot
+  // use); it only skips debug-mode checks, which are off by default anyway.
+  tf.enableProdMode();
   const wasmThreads = options.wasmThreads ?? defaultWasmThreads();
   checkWasmThreads(wasmThreads);
   switch (name) {

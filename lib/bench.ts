@@ -97,6 +97,11 @@ export interface BenchResult {
   /** Mean time to make one augmented, normalised batch and upload it. */
   dataMsPerBatch: number;
   backendDetail: string;
+  /**
+   * Memory after the timed steps: live tensors, their bytes, the bytes the backend holds on the
+   * GPU (webgpu: its buffer pool included), and the process's resident set.
+   */
+  memory: { numTensors: number; tensorMB: number; gpuMB?: number; rssMB: number };
   machine: MachineInfo;
   /** The peer's `train img/s` on the same machine, measured right after ours. */
   peerTrainImagesPerSecond?: number;
@@ -104,6 +109,20 @@ export interface BenchResult {
   ratio?: number;
   /** Milliseconds per kernel in one training step, largest first (with `profile`). */
   profileMs?: Record<string, number>;
+}
+
+const MB = 2 ** 20;
+
+function memoryAfterTraining(): BenchResult["memory"] {
+  const info = tf.memory() as tf.MemoryInfo & { numBytesAllocatedInGPU?: number };
+  return {
+    numTensors: info.numTensors,
+    tensorMB: round(info.numBytes / MB, 1),
+    ...(info.numBytesAllocatedInGPU === undefined
+      ? {}
+      : { gpuMB: round(info.numBytesAllocatedInGPU / MB, 1) }),
+    rssMB: round(Deno.memoryUsage().rss / MB, 1),
+  };
 }
 
 /** `deno task bench --help`. */
@@ -373,6 +392,7 @@ export async function runBench(
     for (let i = 0; i < options.steps; i++) await step();
     const trainMs = performance.now() - trainStart;
     const dataMsPerBatch = dataMs / options.steps;
+    const memory = memoryAfterTraining();
 
     log(`bench: ${options.steps} inference batches`);
     let inferMs = 0;
@@ -397,6 +417,7 @@ export async function runBench(
       inferImagesPerSecond: round(options.steps * options.batchSize / (inferMs / 1000), 2),
       dataMsPerBatch: round(dataMsPerBatch, 2),
       backendDetail: backend.detail,
+      memory,
       machine: machineInfo(),
     };
     if (options.profile) {

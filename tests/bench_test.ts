@@ -116,6 +116,7 @@ Deno.test("deno task bench prints one JSON line with the measurements and the ma
   assert.equal(result.batchSize, 8);
   assert.equal(result.steps, 1);
   assert.equal(result.data, "synthetic");
+  assert.ok(result.memory.numTensors > 0 && result.memory.rssMB > 0, JSON.stringify(result.memory));
   for (const key of ["trainImagesPerSecond", "inferImagesPerSecond", "dataMsPerBatch", "threads"]) {
     assert.ok(Number.isFinite(result[key]) && result[key] > 0, `${key} = ${result[key]}`);
   }
