@@ -118,6 +118,7 @@ export function confusionSvg(confusion: number[][], classNames: readonly string[
         y: "truth",
         text: "count",
         fill: (d: { count: number }) => d.count > max / 2 ? "white" : "black",
+        z: null, // one series; without this Plot warns about the fill's many values
         fontSize: 10,
       }),
     ],
