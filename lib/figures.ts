@@ -118,7 +118,8 @@ export function confusionSvg(confusion: number[][], classNames: readonly string[
         y: "truth",
         text: "count",
         fill: (d: { count: number }) => d.count > max / 2 ? "white" : "black",
-        z: null, // one series; without this Plot warns about the fill's many values
+        // One series: without z, Plot groups by the fill and warns about its many values.
+        ...({ z: null } as Record<string, unknown>),
         fontSize: 10,
       }),
     ],
