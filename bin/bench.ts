@@ -5,7 +5,7 @@
  * @module
  */
 import { BENCH_USAGE, parseBenchArgs, runBench } from "../lib/bench.ts";
-import { UsageError } from "../lib/cli.ts";
+import { runMain } from "../lib/cli.ts";
 
 async function main(argv: string[]): Promise<number> {
   const options = parseBenchArgs(argv);
@@ -19,14 +19,5 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(`error: ${error.message} (see --help)`);
-      Deno.exit(2);
-    }
-    console.error(`error: ${(error as Error).message}`);
-    Deno.exit(1);
-  }
+  await runMain(main);
 }

@@ -8,7 +8,7 @@
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
 import { BACKEND_NAMES, type BackendName, initBackend } from "../lib/backend.ts";
-import { UsageError } from "../lib/cli.ts";
+import { runMain, UsageError } from "../lib/cli.ts";
 import { classifyImageFiles, DEFAULT_TOP_K, formatResults, loadRunModel } from "../lib/predict.ts";
 
 const USAGE = `Classify PNG or JPEG photos with a trained CIFAR-10 model.
@@ -115,14 +115,5 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(`error: ${error.message} (see --help)`);
-      Deno.exit(2);
-    }
-    console.error(`error: ${(error as Error).message}`);
-    Deno.exit(1);
-  }
+  await runMain(main);
 }

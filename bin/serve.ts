@@ -9,7 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { UsageError } from "../lib/cli.ts";
+import { runMain, UsageError } from "../lib/cli.ts";
 import { CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, IMAGE_SIZE } from "../lib/data.ts";
 import { DEFAULT_TOP_K, modelFolder } from "../lib/predict.ts";
 
@@ -151,14 +151,5 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(`error: ${error.message} (see --help)`);
-      Deno.exit(2);
-    }
-    console.error(`error: ${(error as Error).message}`);
-    Deno.exit(1);
-  }
+  await runMain(main);
 }

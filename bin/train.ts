@@ -5,7 +5,7 @@
  * @module
  */
 import { initBackend } from "../lib/backend.ts";
-import { parseTrainArgs, TRAIN_USAGE, UsageError } from "../lib/cli.ts";
+import { parseTrainArgs, runMain, TRAIN_USAGE, UsageError } from "../lib/cli.ts";
 import { makeConfig, type TrainConfig } from "../lib/config.ts";
 import { loadCifar10 } from "../lib/data.ts";
 import { writeTextFileAtomic } from "../lib/atomic.ts";
@@ -136,14 +136,5 @@ if (import.meta.main) {
     );
     Deno.exit(130);
   });
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(`error: ${error.message} (see --help)`);
-      Deno.exit(2);
-    }
-    console.error(`error: ${(error as Error).message}`);
-    Deno.exit(1);
-  }
+  await runMain(main);
 }

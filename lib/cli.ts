@@ -185,3 +185,20 @@ export function parseTrainArgs(args: string[], now = new Date()): TrainArgs {
     help: v.help ?? false,
   };
 }
+
+/**
+ * Runs an entry point's `main` and exits with its code: a {@linkcode UsageError} exits 2 with
+ * one line pointing at `--help`, any other error exits 1 with its message (no stack trace).
+ */
+export async function runMain(main: (args: string[]) => Promise<number>): Promise<never> {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`error: ${error.message} (see --help)`);
+      Deno.exit(2);
+    }
+    console.error(`error: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
+}
