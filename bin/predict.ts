@@ -8,7 +8,7 @@
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
 import { BACKEND_NAMES, type BackendName, initBackend } from "../lib/backend.ts";
-import { runMain, UsageError } from "../lib/cli.ts";
+import { flagError, runMain, UsageError } from "../lib/cli.ts";
 import { classifyImageFiles, DEFAULT_TOP_K, formatResults, loadRunModel } from "../lib/predict.ts";
 
 const USAGE = `Classify PNG or JPEG photos with a trained CIFAR-10 model.
@@ -55,8 +55,7 @@ function parsePredictArgs(args: string[]): PredictArgs {
       },
     });
   } catch (error) {
-    // node:util's messages are long; keep the part that names the flag.
-    throw new UsageError((error as Error).message.split("\n")[0].split(". ")[0]);
+    throw flagError(error);
   }
   const v = parsed.values;
   const help = v.help ?? false;

@@ -9,7 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { runMain, UsageError } from "../lib/cli.ts";
+import { flagError, runMain, UsageError } from "../lib/cli.ts";
 import { CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, IMAGE_SIZE } from "../lib/data.ts";
 import { DEFAULT_TOP_K, modelFolder } from "../lib/predict.ts";
 
@@ -93,7 +93,7 @@ async function main(argv: string[]): Promise<number> {
       },
     });
   } catch (error) {
-    throw new UsageError((error as Error).message.split("\n")[0].split(". ")[0]);
+    throw flagError(error);
   }
   const v = parsed.values;
   if (v.help) {

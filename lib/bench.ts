@@ -13,7 +13,7 @@ import * as tf from "@tensorflow/tfjs";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { BACKEND_NAMES, type BackendName, initBackend } from "./backend.ts";
-import { UsageError } from "./cli.ts";
+import { flagError, UsageError } from "./cli.ts";
 import { IMAGE_BYTES, loadCifar10, makeBatch, NUM_CLASSES, type Split } from "./data.ts";
 import { resnet18 } from "./model.ts";
 import { Rng } from "./rng.ts";
@@ -193,8 +193,7 @@ export function parseBenchArgs(args: string[]): BenchOptions | null {
       },
     }).values;
   } catch (error) {
-    const message = (error as Error).message.split("\n")[0].split(". ")[0];
-    throw new UsageError(message.replace(/^Option '(--[\w-]+)[^']*'/, "$1:"));
+    throw flagError(error);
   }
   if (values.help) return null;
   const options: BenchOptions = { ...DEFAULT_BENCH_OPTIONS };

@@ -15,6 +15,15 @@ export class UsageError extends Error {
   }
 }
 
+/**
+ * Turns a `node:util` `parseArgs` error into a one-line {@linkcode UsageError}: its messages are
+ * long and mention internals, so keep the part that names the flag (`--width: argument missing`).
+ */
+export function flagError(error: unknown): UsageError {
+  const message = (error as Error).message.split("\n")[0].split(". ")[0];
+  return new UsageError(message.replace(/^Option '(--[\w-]+)[^']*'/, "$1:"));
+}
+
 /** `deno task train --help`. */
 export const TRAIN_USAGE =
   `Train the article's ResNet-18 on CIFAR-10 (defaults: the article's settings).
@@ -129,9 +138,7 @@ export function parseTrainArgs(args: string[], now = new Date()): TrainArgs {
       },
     });
   } catch (error) {
-    // node:util's messages are long and mention internals; keep the part that names the flag.
-    const message = (error as Error).message.split("\n")[0].split(". ")[0];
-    throw new UsageError(message.replace(/^Option '(--[\w-]+)[^']*'/, "$1:"));
+    throw flagError(error);
   }
   const v = parsed.values;
   if (v.preset !== undefined && !Object.hasOwn(PRESETS, v.preset)) {
