@@ -11,6 +11,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { fileURLToPath } from "node:url";
+import { loadNativeLibrary, setNativeKernelsEnabled } from "./native_kernels.ts";
 import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
 import {
   checkWasmThreads,
@@ -19,11 +20,14 @@ import {
   withPthreadWorkers,
 } from "./wasm_threads.ts";
 
-/** A backend to ask for; `auto` prefers a hardware WebGPU adapter, else wasm. */
-export type BackendName = "cpu" | "wasm" | "webgpu" | "auto";
+/**
+ * A backend to ask for; `auto` prefers a hardware WebGPU adapter, else
+ * native, else wasm.
+ */
+export type BackendName = "cpu" | "wasm" | "native" | "webgpu" | "auto";
 
 /** Every {@linkcode BackendName}, in the order the CLI lists them. */
-export const BACKEND_NAMES: readonly BackendName[] = ["cpu", "wasm", "webgpu", "auto"];
+export const BACKEND_NAMES: readonly BackendName[] = ["cpu", "wasm", "native", "webgpu", "auto"];
 
 /** Options for {@linkcode initBackend}. */
 export interface InitBackendOptions {
@@ -44,8 +48,8 @@ export interface InitBackendOptions {
 
 /** The backend that is now active. */
 export interface BackendInfo {
-  /** The backend `tf.getBackend()` now reports. */
-  name: "cpu" | "wasm" | "webgpu";
+  /** What runs: `native` is the wasm backend (`tf.getBackend()` says "wasm") with native convolutions. */
+  name: "cpu" | "wasm" | "native" | "webgpu";
   /** One human-readable line: SIMD and threads for wasm, the adapter for webgpu, auto's reason. */
   detail: string;
   /** Threads the backend computes on: the wasm pool's size; 1 for cpu; 0 for webgpu (the GPU). */
@@ -61,9 +65,14 @@ export interface BackendInfo {
  *   `options.wasmThreads` threads (see `wasm_threads.ts` for what it takes under
  *   Deno), or the single-threaded SIMD build for 1 thread, and installs
  *   {@linkcode registerWasmTrainingKernels}.
+ * - `native`: wasm, plus convolutions (forward and both gradients) and
+ *   batch-norm reductions in native code with the system's OpenBLAS, called
+ *   through Deno's FFI on the tensors in wasm memory (`native_kernels.ts`);
+ *   needs `deno task build:native` once and `--allow-ffi`.
  * - `webgpu`: imports `@tensorflow/tfjs-backend-webgpu` only now; throws if
  *   `navigator.gpu` is missing or no adapter is found.
- * - `auto`: webgpu if a hardware (non-fallback) adapter exists, otherwise wasm.
+ * - `auto`: webgpu if a hardware (non-fallback) adapter exists, otherwise
+ *   native if its library loads, otherwise wasm.
  *
  * Calling it again, with the same or another name, switches backends without
  * re-creating one that already started (a second WebGPU backend cannot reuse
@@ -95,12 +104,16 @@ export async function initBackend(
   tf.enableProdMode();
   const wasmThreads = options.wasmThreads ?? defaultWasmThreads();
   checkWasmThreads(wasmThreads);
+  // Only `native` turns them (back) on, once its library has loaded.
+  setNativeKernelsEnabled(false);
   switch (name) {
     case "cpu":
       await activate("cpu");
       return { name: "cpu", detail: "pure JavaScript, the numeric reference", threads: 1 };
     case "wasm":
       return await initWasm(log, wasmThreads);
+    case "native":
+      return await initNative(log, wasmThreads);
     case "webgpu":
       return await initWebgpu(await probeWebgpu());
     case "auto":
@@ -157,6 +170,23 @@ async function initWasm(log: (message: string) => void, threads: number): Promis
     detail: `${simd ? "SIMD" : "no SIMD"}, ${running} thread${running === 1 ? "" : "s"}, ` +
       `XNNPACK with composite Conv2D gradients`,
     threads: running,
+  };
+}
+
+async function initNative(
+  log: (message: string) => void,
+  threads: number,
+): Promise<BackendInfo> {
+  // Loaded first: a missing library fails before the wasm backend starts.
+  const library = loadNativeLibrary();
+  const wasm = await initWasm(log, threads);
+  setNativeKernelsEnabled(true);
+  log(`native: ${library}`);
+  return {
+    name: "native",
+    detail: `${wasm.detail.replace(/, XNNPACK.*$/, "")}; convolutions and reductions in ` +
+      `native code (${library.replace(/ \(.*$/, "")})`,
+    threads: wasm.threads,
   };
 }
 
@@ -273,6 +303,13 @@ async function initAuto(log: (message: string) => void, wasmThreads: number): Pr
     reason = `the only WebGPU adapter, ${probe.description}, is a fallback (software) adapter`;
   } catch (error) {
     reason = `WebGPU cannot be used: ${(error as Error).message}`;
+  }
+  try {
+    const native = await initNative(log, wasmThreads);
+    log(`auto: picked native because ${reason}`);
+    return { ...native, detail: `${native.detail}; auto chose native because ${reason}` };
+  } catch (error) {
+    reason += `, and the native library cannot be used: ${(error as Error).message}`;
   }
   log(`auto: picked wasm because ${reason}`);
   const wasm = await initWasm(log, wasmThreads);

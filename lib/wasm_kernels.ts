@@ -6,7 +6,9 @@
  * a training step. Both gradients are themselves convolutions, so this module
  * rewrites them as compositions of the backend's own XNNPACK `Conv2D` plus
  * data-movement kernels (`Transpose`, `Slice`, `Concat`, `Reshape`, `Fill`).
- * It also replaces `Tile`, `Sum` and `Mean`, whose element-by-element copies
+ * With the `native` backend chosen, `native_kernels.ts` computes the
+ * convolutions (forward too) and reductions instead; these kernels try it
+ * first. It also replaces `Tile`, `Sum` and `Mean`, whose element-by-element copies
  * (a tile; a transpose before reducing) made batch-norm's gradient and
  * statistics a large share of a step, and `Identity`, which copied a tensor
  * where sharing its buffer is enough.
@@ -30,6 +32,7 @@ import {
   Conv2DBackpropInput,
   type Conv2DBackpropInputAttrs,
   Fill,
+  FusedConv2D,
   getKernel,
   Identity,
   type KernelConfig,
@@ -48,6 +51,7 @@ import {
   unregisterKernel,
   util,
 } from "@tensorflow/tfjs-core";
+import { NATIVE_KERNELS } from "./native_kernels.ts";
 
 const BACKEND = "wasm";
 
@@ -628,13 +632,36 @@ function stockKernel(kernelName: string): KernelConfig {
   return stock;
 }
 
+/** Runs the stock kernel: for kernels only the native backend replaces. */
+function stock(kernelName: string): KernelFunc {
+  return (args) => stockKernel(kernelName).kernelFunc(args);
+}
+
+/**
+ * `kernelFunc` with the native kernel of the same name in front: the native
+ * one runs when `native` is the chosen backend and it implements the inputs.
+ */
+function nativeFirst(kernelName: string, kernelFunc: KernelFunc): KernelFunc {
+  const native = NATIVE_KERNELS.get(kernelName);
+  if (native === undefined) return kernelFunc;
+  return (args) => native(args) ?? kernelFunc(args);
+}
+
 /** The kernels this module installs on the wasm backend. */
 const REPLACEMENTS: readonly { kernelName: string; kernelFunc: KernelFunc }[] = [
-  { kernelName: Conv2DBackpropFilter, kernelFunc: conv2DBackpropFilterWasm },
-  { kernelName: Conv2DBackpropInput, kernelFunc: conv2DBackpropInputWasm },
+  { kernelName: Conv2D, kernelFunc: nativeFirst(Conv2D, stock(Conv2D)) },
+  { kernelName: FusedConv2D, kernelFunc: nativeFirst(FusedConv2D, stock(FusedConv2D)) },
+  {
+    kernelName: Conv2DBackpropFilter,
+    kernelFunc: nativeFirst(Conv2DBackpropFilter, conv2DBackpropFilterWasm),
+  },
+  {
+    kernelName: Conv2DBackpropInput,
+    kernelFunc: nativeFirst(Conv2DBackpropInput, conv2DBackpropInputWasm),
+  },
   { kernelName: Tile, kernelFunc: tileWasm },
-  { kernelName: Sum, kernelFunc: reductionWasm(Sum) },
-  { kernelName: Mean, kernelFunc: reductionWasm(Mean) },
+  { kernelName: Sum, kernelFunc: nativeFirst(Sum, reductionWasm(Sum)) },
+  { kernelName: Mean, kernelFunc: nativeFirst(Mean, reductionWasm(Mean)) },
   { kernelName: Identity, kernelFunc: identityWasm },
 ];
 

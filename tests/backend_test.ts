@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, initBackend } from "../lib/backend.ts";
+import { loadNativeLibrary, nativeKernelsEnabled } from "../lib/native_kernels.ts";
 import { defaultWasmThreads } from "../lib/wasm_threads.ts";
 
 /** This checkout's node_modules, the only folder the wasm backend needs to read. */
@@ -31,7 +32,7 @@ Deno.test("initBackend() rejects an unknown name, listing the valid ones", async
     () => initBackend("cuda" as BackendName),
     {
       name: "RangeError",
-      message: "Expected backend to be one of cpu, wasm, webgpu, auto but found cuda",
+      message: "Expected backend to be one of cpu, wasm, native, webgpu, auto but found cuda",
     },
   );
 });
@@ -44,6 +45,17 @@ Deno.test({
     await assert.rejects(() => initBackend("wasm"), {
       message:
         /needs read access to .*tfjs-backend-wasm(-threaded)?-simd\.wasm but it was denied; run Deno with --allow-read/,
+    });
+  },
+});
+
+// Runs before any test opens the native library: once open, it needs no permission.
+Deno.test({
+  name: "initBackend('native') without FFI permission says which flag it needs",
+  permissions: { read: true, ffi: false },
+  async fn() {
+    await assert.rejects(() => initBackend("native"), {
+      message: /The native backend could not open .*libresnet_native\.so: .*needs --allow-ffi/,
     });
   },
 });
@@ -85,23 +97,40 @@ Deno.test({
 });
 
 Deno.test("initBackend() can be called repeatedly to switch between backends", async () => {
-  for (const name of ["cpu", "wasm", "cpu", "wasm", "wasm"] as const) {
+  for (const name of ["cpu", "wasm", "native", "cpu", "native", "wasm", "wasm"] as const) {
     const backend = await initBackend(name);
     assert.equal(backend.name, name);
-    assert.equal(tf.getBackend(), name);
+    assert.equal(tf.getBackend(), name === "native" ? "wasm" : name);
+    assert.equal(nativeKernelsEnabled(), name === "native");
     assert.deepEqual(await squares(), [1, 4, 9]);
   }
 });
 
-Deno.test("initBackend('auto') picks webgpu only for a hardware adapter and logs why", async () => {
-  const expected = (await hardwareAdapter()) === null ? "wasm" : "webgpu";
+/** Whether the native library loads here; `deno task test` builds it first. */
+function nativeLoads(): boolean {
+  try {
+    loadNativeLibrary();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("initBackend('auto') picks webgpu for a hardware adapter, else native, and logs why", async () => {
+  const expected = (await hardwareAdapter()) !== null
+    ? "webgpu"
+    : nativeLoads()
+    ? "native"
+    : "wasm";
   const logged: string[] = [];
   const backend = await initBackend("auto", { log: (m) => logged.push(m) });
   console.log(`    auto -> ${backend.name}: ${backend.detail}`);
   assert.equal(backend.name, expected);
-  assert.equal(tf.getBackend(), expected);
+  assert.equal(tf.getBackend(), expected === "native" ? "wasm" : expected);
   assert.match(logged.join("\n"), new RegExp(`auto: picked ${expected}`));
-  if (expected === "wasm") assert.match(backend.detail, /auto chose wasm because .+/);
+  if (expected !== "webgpu") {
+    assert.match(backend.detail, new RegExp(`auto chose ${expected} because .+`));
+  }
   assert.deepEqual(await squares(), [1, 4, 9]);
   await initBackend("cpu");
 });

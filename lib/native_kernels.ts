@@ -1,0 +1,339 @@
+/**
+ * Native convolution kernels for the wasm backend: the `native` backend.
+ *
+ * The wasm backend's XNNPACK convolutions run on 128-bit WebAssembly SIMD,
+ * without fused multiply-add, and reach about a third of what the same two
+ * cores do natively. This module loads `native/build/libresnet_native.so`
+ * (built from `native/kernels.c` by `deno task build:native`, linked to the
+ * system's OpenBLAS) through Deno's FFI, and installs kernels that hand it
+ * pointers straight into the wasm memory where the tensors live: no copies,
+ * and the tensors stay ordinary wasm tensors for every other kernel.
+ *
+ * Replaced while native kernels are enabled: `Conv2D`, `FusedConv2D` (bias,
+ * linear or ReLU activation), `Conv2DBackpropInput`, `Conv2DBackpropFilter`,
+ * and `Sum`/`Mean` over consecutive non-innermost axes (batch-norm
+ * statistics, bias gradients). `wasm_kernels.ts` registers them, in front of
+ * the wasm kernels; anything they do not implement (NCHW, dilations, other
+ * activations, other dtypes), and everything while they are disabled, goes to
+ * those.
+ *
+ * @module
+ */
+
+import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
+import {
+  backend_util,
+  Conv2D,
+  type Conv2DAttrs,
+  Conv2DBackpropFilter,
+  type Conv2DBackpropFilterAttrs,
+  Conv2DBackpropInput,
+  type Conv2DBackpropInputAttrs,
+  FusedConv2D,
+  type FusedConv2DAttrs,
+  type KernelFunc,
+  Mean,
+  Sum,
+  type TensorInfo,
+  util,
+} from "@tensorflow/tfjs-core";
+
+/** Must equal `rn_abi_version()` in `native/kernels.c`. */
+const ABI_VERSION = 1;
+
+/** The library `deno task build:native` writes. */
+export const NATIVE_LIBRARY_URL = new URL("../native/build/libresnet_native.so", import.meta.url);
+
+const SYMBOLS = {
+  rn_abi_version: { parameters: [], result: "i32" },
+  rn_conv2d: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "i32"],
+    result: "i32",
+  },
+  rn_conv2d_backprop_input: { parameters: ["buffer", "buffer", "buffer", "buffer"], result: "i32" },
+  rn_conv2d_backprop_filter: {
+    parameters: ["buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  rn_sum_middle: { parameters: ["buffer", "buffer", "i32", "i32", "i32", "f32"], result: "void" },
+} as const;
+
+type NativeLibrary = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let library: NativeLibrary | null = null;
+let enabled = false;
+
+/**
+ * Opens the native library (once per process) and checks its ABI version.
+ *
+ * @returns A one-line description of what was loaded.
+ * @throws {Error} If the library is missing, cannot be opened (no OpenBLAS, no
+ *   `--allow-ffi`), or was built from another version of `native/kernels.c`;
+ *   the message says which, and the command that fixes it.
+ */
+export function loadNativeLibrary(): string {
+  const path = NATIVE_LIBRARY_URL.pathname;
+  if (library === null) {
+    try {
+      Deno.statSync(path);
+    } catch {
+      throw new Error(
+        `The native backend expected its library at ${path} but found no file there; ` +
+          `build it with \`deno task build:native\` (needs a C compiler and OpenBLAS: ` +
+          `apt-get install gcc libopenblas0)`,
+      );
+    }
+    let opened: Deno.DynamicLibrary<typeof SYMBOLS>;
+    try {
+      opened = Deno.dlopen(path, SYMBOLS);
+    } catch (error) {
+      throw new Error(
+        `The native backend could not open ${path}: ${(error as Error).message} ` +
+          `(it needs --allow-ffi and the system's OpenBLAS runtime, libopenblas.so.0)`,
+      );
+    }
+    const found = opened.symbols.rn_abi_version();
+    if (found !== ABI_VERSION) {
+      opened.close();
+      throw new Error(
+        `The native library ${path} has ABI version ${found} but this code expects ` +
+          `${ABI_VERSION}; rebuild it with \`deno task build:native\``,
+      );
+    }
+    library = opened.symbols;
+  }
+  return `OpenBLAS SGEMM via FFI (${path})`;
+}
+
+/**
+ * Turns the native kernels on or off. Off, the wasm backend runs its own
+ * kernels, so `wasm` and `native` can run in one process (tests compare them).
+ *
+ * @throws {Error} If enabling before {@linkcode loadNativeLibrary} succeeded.
+ */
+export function setNativeKernelsEnabled(on: boolean): void {
+  if (on && library === null) {
+    throw new Error("Expected loadNativeLibrary() to succeed before enabling native kernels");
+  }
+  enabled = on;
+}
+
+/** Whether the native kernels are handling the wasm backend's convolutions now. */
+export function nativeKernelsEnabled(): boolean {
+  return enabled;
+}
+
+// ------------------------------------------------------------------ geometry
+
+/** `conv_t` of kernels.c: 13 int32 fields. */
+function packGeometry(info: backend_util.Conv2DInfo): Int32Array {
+  return Int32Array.of(
+    info.batchSize,
+    info.inHeight,
+    info.inWidth,
+    info.inChannels,
+    info.filterHeight,
+    info.filterWidth,
+    info.outChannels,
+    info.strideHeight,
+    info.strideWidth,
+    info.padInfo.top,
+    info.padInfo.left,
+    info.outHeight,
+    info.outWidth,
+  );
+}
+
+/** What the native kernels implement: NHWC, no dilation, float32. */
+function nativeConvInfo(
+  xShape: number[],
+  filterShape: number[],
+  attrs: {
+    strides: [number, number] | number;
+    pad: Conv2DAttrs["pad"];
+    dimRoundingMode?: Conv2DAttrs["dimRoundingMode"];
+    dataFormat?: string;
+    dilations?: [number, number] | number;
+  },
+  dtypes: string[],
+): backend_util.Conv2DInfo | null {
+  if (!enabled || library === null) return null;
+  if ((attrs.dataFormat ?? "NHWC") !== "NHWC") return null;
+  if (dtypes.some((d) => d !== "float32")) return null;
+  const dilations = attrs.dilations ?? 1;
+  const [dh, dw] = typeof dilations === "number" ? [dilations, dilations] : dilations;
+  if (dh !== 1 || dw !== 1) return null;
+  return backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    "channelsLast",
+  );
+}
+
+function heap(backend: BackendWasm, info: TensorInfo): Float32Array {
+  return backend.typedArrayFromHeap(info) as Float32Array;
+}
+
+function check(status: number, kernelName: string, info: backend_util.Conv2DInfo): void {
+  if (status !== 0) {
+    throw new Error(
+      `native ${kernelName}: could not allocate the im2col buffer for input ` +
+        `[${info.inShape}] and filter [${info.filterShape}] (status ${status})`,
+    );
+  }
+}
+
+// ------------------------------------------------------------------- kernels
+
+const conv2DNative: NativeKernelFunc = (args) => {
+  const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
+  const attrs = args.attrs as unknown as Conv2DAttrs;
+  const info = nativeConvInfo(x.shape, filter.shape, attrs, [x.dtype, filter.dtype]);
+  if (info === null) return null;
+  const backend = args.backend as BackendWasm;
+  const out = backend.makeOutput(info.outShape, "float32");
+  // Views are taken after makeOutput, which may grow the wasm memory.
+  const status = library!.rn_conv2d(
+    heap(backend, x),
+    heap(backend, filter),
+    null,
+    heap(backend, out),
+    packGeometry(info),
+    0,
+  );
+  check(status, Conv2D, info);
+  return out;
+};
+
+const fusedConv2DNative: NativeKernelFunc = (args) => {
+  const { x, filter, bias, preluActivationWeights } = args.inputs as {
+    x: TensorInfo;
+    filter: TensorInfo;
+    bias?: TensorInfo;
+    preluActivationWeights?: TensorInfo;
+  };
+  const attrs = args.attrs as unknown as FusedConv2DAttrs;
+  const dtypes = [x.dtype, filter.dtype, ...(bias ? [bias.dtype] : [])];
+  const info = nativeConvInfo(x.shape, filter.shape, attrs, dtypes);
+  const supported = info !== null && preluActivationWeights === undefined &&
+    (attrs.activation === "linear" || attrs.activation === "relu") &&
+    (bias === undefined || util.sizeFromShape(bias.shape) === info.outChannels);
+  if (!supported) return null;
+  const backend = args.backend as BackendWasm;
+  const out = backend.makeOutput(info.outShape, "float32");
+  const status = library!.rn_conv2d(
+    heap(backend, x),
+    heap(backend, filter),
+    bias === undefined ? null : heap(backend, bias),
+    heap(backend, out),
+    packGeometry(info),
+    attrs.activation === "relu" ? 1 : 0,
+  );
+  check(status, FusedConv2D, info);
+  return out;
+};
+
+const conv2DBackpropInputNative: NativeKernelFunc = (args) => {
+  const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+  const attrs = args.attrs as unknown as Conv2DBackpropInputAttrs;
+  const info = nativeConvInfo(attrs.inputShape, filter.shape, attrs, [dy.dtype, filter.dtype]);
+  if (info === null || dy.shape.join() !== info.outShape.join()) {
+    return null;
+  }
+  const backend = args.backend as BackendWasm;
+  const out = backend.makeOutput(info.inShape, "float32");
+  const status = library!.rn_conv2d_backprop_input(
+    heap(backend, dy),
+    heap(backend, filter),
+    heap(backend, out),
+    packGeometry(info),
+  );
+  check(status, Conv2DBackpropInput, info);
+  return out;
+};
+
+const conv2DBackpropFilterNative: NativeKernelFunc = (args) => {
+  const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+  const attrs = args.attrs as unknown as Conv2DBackpropFilterAttrs;
+  const info = nativeConvInfo(x.shape, attrs.filterShape, attrs, [x.dtype, dy.dtype]);
+  if (info === null || dy.shape.join() !== info.outShape.join()) {
+    return null;
+  }
+  const backend = args.backend as BackendWasm;
+  const out = backend.makeOutput(info.filterShape, "float32");
+  const status = library!.rn_conv2d_backprop_filter(
+    heap(backend, x),
+    heap(backend, dy),
+    heap(backend, out),
+    packGeometry(info),
+  );
+  check(status, Conv2DBackpropFilter, info);
+  return out;
+};
+
+/**
+ * `Sum`/`Mean` over one block of consecutive axes with axes after it, as
+ * `[outer, middle, inner] -> [outer, inner]`: batch-norm's reductions over
+ * N, H, W, and the bias gradient. One pass over x in native code.
+ */
+function reductionNative(kernelName: typeof Sum | typeof Mean): NativeKernelFunc {
+  return (args) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    const { axis, keepDims } = args.attrs as { axis: number | number[]; keepDims: boolean };
+    const axes = [...new Set(util.parseAxisParam(axis, x.shape))].sort((a, b) => a - b);
+    const first = axes[0];
+    const last = axes[axes.length - 1];
+    const outer = util.sizeFromShape(x.shape.slice(0, first));
+    const middle = util.sizeFromShape(x.shape.slice(first, last + 1));
+    const inner = util.sizeFromShape(x.shape.slice(last + 1));
+    const consecutive = axes.length > 0 && last - first + 1 === axes.length;
+    if (
+      !enabled || !consecutive || x.dtype !== "float32" || inner === 1 ||
+      outer * middle * inner === 0
+    ) {
+      return null;
+    }
+    const backend = args.backend as BackendWasm;
+    const outShape = keepDims
+      ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
+      : x.shape.filter((_, i) => !axes.includes(i));
+    const out = backend.makeOutput(outShape, "float32");
+    library!.rn_sum_middle(
+      heap(backend, x),
+      heap(backend, out),
+      outer,
+      middle,
+      inner,
+      kernelName === Mean ? 1 / middle : 1,
+    );
+    return out;
+  };
+}
+
+// ------------------------------------------------------------------- exports
+
+/**
+ * A native kernel: its output, or null when it is disabled or does not
+ * implement these inputs (NCHW, dilations, other activations or dtypes), so
+ * the caller runs the wasm kernel instead.
+ */
+export type NativeKernelFunc = (args: Parameters<KernelFunc>[0]) => TensorInfo | null;
+
+/**
+ * The native kernels by kernel name. `wasm_kernels.ts` tries them first in
+ * the wasm backend's kernels, so there is one registration and one fallback
+ * order whichever backend is chosen.
+ */
+export const NATIVE_KERNELS: ReadonlyMap<string, NativeKernelFunc> = new Map([
+  [Conv2D, conv2DNative],
+  [FusedConv2D, fusedConv2DNative],
+  [Conv2DBackpropInput, conv2DBackpropInputNative],
+  [Conv2DBackpropFilter, conv2DBackpropFilterNative],
+  [Sum, reductionNative(Sum)],
+  [Mean, reductionNative(Mean)],
+]);

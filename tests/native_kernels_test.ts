@@ -1,0 +1,175 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { initBackend } from "../lib/backend.ts";
+import { nativeKernelsEnabled } from "../lib/native_kernels.ts";
+import {
+  type Backend,
+  CONV_CASES,
+  type ConvCase,
+  convGradients,
+  FORWARD_CASES,
+  GRADIENT_TOLERANCE,
+  onBackend,
+  OP_CASES,
+  opGradients,
+  opValues,
+  pseudoRandom,
+  relativeError,
+  STATE_TOLERANCE,
+  tinyNetwork,
+  trainTiny,
+} from "./kernel_parity.ts";
+
+// CI builds the library first (`deno task test` runs `build:native`); a
+// missing library fails here, with the command that builds it.
+const started = await initBackend("native");
+
+Deno.test("initBackend('native') runs the wasm backend with the native kernels on", async () => {
+  assert.equal(started.name, "native");
+  assert.equal(tf.getBackend(), "wasm");
+  assert.match(started.detail, /OpenBLAS/);
+  assert.ok(nativeKernelsEnabled());
+  await initBackend("wasm");
+  assert.equal(nativeKernelsEnabled(), false, "choosing wasm turns the native kernels off");
+  await initBackend("native");
+  assert.ok(nativeKernelsEnabled());
+});
+
+/** conv2d, and fused conv2d with bias and ReLU, forward values on one backend. */
+function convForward(backend: Backend, c: ConvCase): Promise<[Float32Array, Float32Array]> {
+  return onBackend(backend, async () => {
+    const x = tf.tensor4d(pseudoRandom(c.x, 1), c.x);
+    const filter = tf.tensor4d(pseudoRandom(c.filter, 2), c.filter);
+    const bias = tf.tensor1d(pseudoRandom([c.filter[3]], 4));
+    const plain = tf.conv2d(x, filter, c.strides, c.pad);
+    const fused = tf.fused.conv2d({
+      x,
+      filter,
+      strides: c.strides,
+      pad: c.pad,
+      bias,
+      activation: "relu",
+    });
+    const data = await Promise.all([plain.data(), fused.data()]) as [Float32Array, Float32Array];
+    tf.dispose([x, filter, bias, plain, fused]);
+    return data;
+  });
+}
+
+Deno.test("native Conv2D and FusedConv2D (bias, ReLU) match the cpu backend", async (t) => {
+  for (const c of CONV_CASES) {
+    await t.step(c.name, async () => {
+      const cpu = await convForward("cpu", c);
+      const native = await convForward("native", c);
+      const errors = native.map((values, i) => relativeError(values, cpu[i]));
+      console.log(
+        `    ${c.name}: conv ${errors[0].toExponential(1)}, fused ${errors[1].toExponential(1)}`,
+      );
+      for (const e of errors) assert.ok(e <= GRADIENT_TOLERANCE, `relative error ${e}`);
+    });
+  }
+});
+
+Deno.test("native conv2d input and filter gradients match the cpu backend", async (t) => {
+  for (const c of CONV_CASES) {
+    await t.step(c.name, async () => {
+      const [dxCpu, dFilterCpu] = await convGradients("cpu", c);
+      const [dxNative, dFilterNative] = await convGradients("native", c);
+      const dxError = relativeError(dxNative, dxCpu);
+      const dFilterError = relativeError(dFilterNative, dFilterCpu);
+      console.log(
+        `    ${c.name}: input grad ${dxError.toExponential(1)}, ` +
+          `filter grad ${dFilterError.toExponential(1)}`,
+      );
+      assert.ok(dxError <= GRADIENT_TOLERANCE, `input gradient relative error ${dxError}`);
+      assert.ok(
+        dFilterError <= GRADIENT_TOLERANCE,
+        `filter gradient relative error ${dFilterError}`,
+      );
+    });
+  }
+});
+
+Deno.test("native hands what it does not implement to the wasm kernels, which match cpu", async (t) => {
+  const x = [2, 9, 9, 4];
+  const filter = [3, 3, 4, 5];
+  const cases: { name: string; op: (x: tf.Tensor4D, f: tf.Tensor4D) => tf.Tensor }[] = [
+    { name: "dilated conv2d", op: (a, f) => tf.conv2d(a, f, 1, "same", "NHWC", 2) },
+    {
+      name: "fused conv2d with elu",
+      op: (a, f) =>
+        tf.fused.conv2d({ x: a, filter: f, strides: 1, pad: "valid", activation: "elu" }),
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      const run = (backend: Backend) =>
+        onBackend(backend, async () => {
+          const a = tf.tensor4d(pseudoRandom(x, 1), x as [number, number, number, number]);
+          const f = tf.tensor4d(
+            pseudoRandom(filter, 2),
+            filter as [number, number, number, number],
+          );
+          const y = c.op(a, f);
+          const values = await y.data() as Float32Array;
+          tf.dispose([a, f, y]);
+          return values;
+        });
+      const error = relativeError(await run("native"), await run("cpu"));
+      assert.ok(error <= GRADIENT_TOLERANCE, `relative error ${error}`);
+    });
+  }
+});
+
+Deno.test("native Sum and Mean (native or handed on) match cpu", async (t) => {
+  for (const c of FORWARD_CASES) {
+    await t.step(c.name, async () => {
+      const cpu = await opValues("cpu", c.shape, c.dtype, c.op);
+      const native = await opValues("native", c.shape, c.dtype, c.op);
+      assert.deepEqual(native.shape, cpu.shape);
+      const error = relativeError(native.values, cpu.values);
+      assert.ok(error <= GRADIENT_TOLERANCE, `relative error ${error}`);
+    });
+  }
+});
+
+Deno.test("native matches cpu on the gradients of the other ops a ResNet step uses", async (t) => {
+  for (const c of OP_CASES) {
+    await t.step(c.name, async () => {
+      const cpu = await opGradients("cpu", c.shapes, c.op);
+      const native = await opGradients("native", c.shapes, c.op);
+      const errors = native.map((g, i) => relativeError(g, cpu[i]));
+      console.log(`    ${c.name}: ${errors.map((e) => e.toExponential(1)).join(", ")}`);
+      for (const e of errors) assert.ok(e <= GRADIENT_TOLERANCE, `relative error ${e}`);
+    });
+  }
+});
+
+Deno.test("a conv/BN/relu/pad/conv/mean/dense training step on native matches cpu", async () => {
+  await tf.setBackend("cpu");
+  const reference = tinyNetwork();
+  const initial = await Promise.all(
+    reference.getWeights().map((w) => w.data() as Promise<Float32Array>),
+  );
+  const names = reference.weights.map((w) => w.name);
+  reference.dispose();
+
+  const cpu = await trainTiny("cpu", initial);
+  const native = await trainTiny("native", initial);
+  const gradientErrors = native.firstGradients.map((g, i) =>
+    relativeError(g, cpu.firstGradients[i])
+  );
+  const weightErrors = native.weights.map((w, i) => relativeError(w, cpu.weights[i]));
+  console.log(
+    `    losses cpu ${cpu.losses.join(", ")}\n    losses native ${native.losses.join(", ")}`,
+  );
+  for (const e of gradientErrors) {
+    assert.ok(e <= GRADIENT_TOLERANCE, `gradient relative error ${e}`);
+  }
+  weightErrors.forEach((e, i) =>
+    assert.ok(e <= STATE_TOLERANCE, `${names[i]} relative error ${e}`)
+  );
+  native.weights.forEach((w, i) =>
+    assert.ok(relativeError(w, initial[i]) > 1e-3, `${names[i]} did not change in 3 steps`)
+  );
+});
