@@ -22,7 +22,7 @@ import { MAX_WASM_THREADS } from "./wasm_threads.ts";
 
 /** What to measure. */
 export interface BenchOptions {
-  /** TensorFlow.js backend. @default "wasm" */
+  /** TensorFlow.js backend. @default "auto" */
   backend: BackendName;
   /** ResNet-18 stem width; 64 is the article. @default 64 */
   width: number;
@@ -53,7 +53,7 @@ export const PEER_PYTHON = "/usr/bin/python3";
 
 /** Defaults of {@linkcode BenchOptions}. */
 export const DEFAULT_BENCH_OPTIONS: Readonly<BenchOptions> = Object.freeze({
-  backend: "wasm",
+  backend: "auto",
   width: 64,
   batchSize: 64,
   steps: 5,
@@ -131,7 +131,7 @@ export const BENCH_USAGE =
 
 Usage: deno task bench [flags]
 
-  --backend NAME      cpu | wasm | webgpu | auto                  (default wasm)
+  --backend NAME      cpu | wasm | native | webgpu | auto         (default auto)
   --width N           ResNet-18 stem width; 64 is the article     (default 64)
   --batch-size N      images per step                             (default 64)
   --steps N           timed steps (after the warm-up)             (default 5)

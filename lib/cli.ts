@@ -42,7 +42,7 @@ Usage: deno task train [flags]
   --train-limit N     class-balanced subset of the 50,000 training images
   --test-limit N      class-balanced subset of the 10,000 test images
   --seed N            weights, subset, shuffling, augmentation (default 0)
-  --backend NAME      cpu | wasm | webgpu | auto               (default auto)
+  --backend NAME      cpu | wasm | native | webgpu | auto      (default auto)
   --data PATH|URL     CIFAR-10 folder, .tar.gz archive, or URL (default: download to ./data)
   --md5 HEX           checksum of the archive at a --data URL
   --out DIR           run folder                               (default runs/<date-time>)

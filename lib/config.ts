@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { BackendName } from "./backend.ts";
+import { BACKEND_NAMES, type BackendName } from "./backend.ts";
 
 /** Everything a training run depends on. Functions take it as an argument; nothing reads a global. */
 export interface TrainConfig {
@@ -132,8 +132,6 @@ export function learningRateAt(
   return cosine(peak, end, (step - peakStep) / Math.max(lastStep - peakStep, 1));
 }
 
-const BACKENDS = ["cpu", "wasm", "webgpu", "auto"] as const;
-
 /**
  * Fills in defaults and checks every field, naming the first one that is wrong.
  *
@@ -178,9 +176,9 @@ export function makeConfig(partial: Partial<TrainConfig> = {}): TrainConfig {
       `Expected labelSmoothing to be a number in [0, 1) but found ${config.labelSmoothing}`,
     );
   }
-  if (!(BACKENDS as readonly string[]).includes(config.backend)) {
+  if (!(BACKEND_NAMES as readonly string[]).includes(config.backend)) {
     throw new RangeError(
-      `Expected backend to be one of ${BACKENDS.join(", ")} but found ${config.backend}`,
+      `Expected backend to be one of ${BACKEND_NAMES.join(", ")} but found ${config.backend}`,
     );
   }
   return config;

@@ -11,10 +11,10 @@ import { UsageError } from "../lib/cli.ts";
 
 const ROOT = new URL("..", import.meta.url);
 
-Deno.test("parseBenchArgs() defaults to the article's model on wasm, 5 timed steps", () => {
+Deno.test("parseBenchArgs() defaults to the article's model on auto, 5 timed steps", () => {
   const options = parseBenchArgs([]);
   assert.deepEqual(options, DEFAULT_BENCH_OPTIONS);
-  assert.equal(options?.backend, "wasm");
+  assert.equal(options?.backend, "auto");
   assert.equal(options?.width, 64);
   assert.equal(options?.batchSize, 64);
   assert.equal(options?.steps, 5);
@@ -70,7 +70,10 @@ Deno.test("parseBenchArgs() rejects bad flags naming the flag", () => {
     [["--width", "wide"], /--width: expected an integer >= 1 but found "wide"/],
     [["--warmup", "-1"], /--warmup/],
     [["--threads", "9"], /--threads: expected an integer from 1 to 8 but found 9/],
-    [["--backend", "cuda"], /--backend: expected one of cpu, wasm, webgpu, auto but found "cuda"/],
+    [
+      ["--backend", "cuda"],
+      /--backend: expected one of cpu, wasm, native, webgpu, auto but found "cuda"/,
+    ],
     [
       ["--peer"],
       /--peer: expected --data to name the CIFAR-10 \.tar\.gz archive .* but found no --data/,
@@ -111,7 +114,8 @@ Deno.test("deno task bench prints one JSON line with the measurements and the ma
   for (const key of ["backend", "width", "batchSize", "steps", "data", "backendDetail"]) {
     assert.ok(key in result, key);
   }
-  assert.equal(result.backend, "wasm");
+  // auto, with no hardware GPU: the native library `deno task test` just built.
+  assert.equal(result.backend, "native");
   assert.equal(result.width, 4);
   assert.equal(result.batchSize, 8);
   assert.equal(result.steps, 1);

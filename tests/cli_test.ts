@@ -91,7 +91,7 @@ Deno.test("parseTrainArgs() rejects bad flags and values naming the flag", () =>
     [["--seed", "-1"], /--seed: Expected seed to be an integer >= 0 but found -1/],
     [
       ["--backend", "cuda"],
-      /--backend: Expected backend to be one of cpu, wasm, webgpu, auto but found cuda/,
+      /--backend: Expected backend to be one of cpu, wasm, native, webgpu, auto but found cuda/,
     ],
     [["--resume"], /--resume: expected --out/],
     [["--preset", "quick"], /--preset: expected one of article, fast but found "quick"/],

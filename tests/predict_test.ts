@@ -537,7 +537,7 @@ Deno.test("deno task predict names the flag that is wrong", async () => {
     ],
     [
       ["--model", "runs/x", "--backend", "gpu", "a.png"],
-      /error: --backend: expected one of cpu, wasm, webgpu, auto but found "gpu"/,
+      /error: --backend: expected one of cpu, wasm, native, webgpu, auto but found "gpu"/,
     ],
     [["--model", "runs/x", "--colour", "a.png"], /error: Unknown option '--colour'/],
   ];
