@@ -11,7 +11,11 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { fileURLToPath } from "node:url";
-import { loadNativeLibrary, setNativeKernelsEnabled } from "./native_kernels.ts";
+import {
+  loadNativeLibrary,
+  registerNativeBatchNormKernels,
+  setNativeKernelsEnabled,
+} from "./native_kernels.ts";
 import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
 import {
   checkWasmThreads,
@@ -180,6 +184,7 @@ async function initNative(
   // Loaded first: a missing library fails before the wasm backend starts.
   const library = loadNativeLibrary();
   const wasm = await initWasm(log, threads);
+  registerNativeBatchNormKernels();
   setNativeKernelsEnabled(true);
   log(`native: ${library}`);
   return {

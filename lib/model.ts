@@ -7,6 +7,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { fuseBatchNormTraining } from "./batchnorm.ts";
 import { IMAGE_SIZE, NUM_CLASSES } from "./data.ts";
 
 /** One stage of residual blocks: how many, how wide (as a multiple of the stem width), first stride. */
@@ -106,9 +107,10 @@ function conv(x: tf.SymbolicTensor, spec: ConvSpec, seeds: SeedSequence): tf.Sym
   }).apply(input) as tf.SymbolicTensor;
 }
 
+/** Trains through one fused op on the native backend (`batchnorm.ts`); stock elsewhere. */
 function batchNorm(x: tf.SymbolicTensor, name: string): tf.SymbolicTensor {
-  return tf.layers.batchNormalization({ name, momentum: BN_MOMENTUM, epsilon: BN_EPSILON })
-    .apply(x) as tf.SymbolicTensor;
+  const layer = tf.layers.batchNormalization({ name, momentum: BN_MOMENTUM, epsilon: BN_EPSILON });
+  return fuseBatchNormTraining(layer).apply(x) as tf.SymbolicTensor;
 }
 
 function relu(x: tf.SymbolicTensor, name: string): tf.SymbolicTensor {

@@ -31,15 +31,17 @@ import {
   type Conv2DBackpropInputAttrs,
   FusedConv2D,
   type FusedConv2DAttrs,
+  getKernel,
   type KernelFunc,
   Mean,
+  registerKernel,
   Sum,
   type TensorInfo,
   util,
 } from "@tensorflow/tfjs-core";
 
 /** Must equal `rn_abi_version()` in `native/kernels.c`. */
-const ABI_VERSION = 1;
+const ABI_VERSION = 2;
 
 /** The library `deno task build:native` writes. */
 export const NATIVE_LIBRARY_URL = new URL("../native/build/libresnet_native.so", import.meta.url);
@@ -56,6 +58,27 @@ const SYMBOLS = {
     result: "i32",
   },
   rn_sum_middle: { parameters: ["buffer", "buffer", "i32", "i32", "i32", "f32"], result: "void" },
+  rn_moments: { parameters: ["buffer", "buffer", "buffer", "i32", "i32"], result: "void" },
+  rn_batchnorm_forward: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "f32", "buffer", "i32", "i32"],
+    result: "void",
+  },
+  rn_batchnorm_backward: {
+    parameters: [
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "f32",
+      "buffer",
+      "buffer",
+      "buffer",
+      "i32",
+      "i32",
+    ],
+    result: "i32",
+  },
 } as const;
 
 type NativeLibrary = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -313,6 +336,130 @@ function reductionNative(kernelName: typeof Sum | typeof Mean): NativeKernelFunc
     );
     return out;
   };
+}
+
+// ---------------------------------------------------------------- batch norm
+
+/** Kernel names of the fused training-mode batch norm (see `batchnorm.ts`). */
+export const RN_MOMENTS = "RnMoments";
+/** y = (x - mean) / sqrt(variance + epsilon) * gamma + beta, channels last. */
+export const RN_BATCH_NORM_FORWARD = "RnBatchNormForward";
+/** dx, dgamma, dbeta of the forward, through the batch statistics. */
+export const RN_BATCH_NORM_BACKWARD = "RnBatchNormBackward";
+
+/** x as `[rows, channels]`: channels are the last axis (NHWC). */
+function rowsAndChannels(kernelName: string, x: TensorInfo): [number, number] {
+  if (!enabled || library === null) {
+    throw new Error(
+      `${kernelName} runs only while the native kernels are enabled (initBackend("native"))`,
+    );
+  }
+  if (x.dtype !== "float32" || x.shape.length < 2) {
+    throw new Error(
+      `${kernelName}: expected a float32 tensor of rank >= 2 but found ${x.dtype} [${x.shape}]`,
+    );
+  }
+  const channels = x.shape[x.shape.length - 1];
+  return [util.sizeFromShape(x.shape) / channels, channels];
+}
+
+function checkVector(kernelName: string, name: string, info: TensorInfo, channels: number): void {
+  if (info.dtype !== "float32" || util.sizeFromShape(info.shape) !== channels) {
+    throw new Error(
+      `${kernelName}: expected ${name} to be float32 with ${channels} values (one per channel) ` +
+        `but found ${info.dtype} [${info.shape}]`,
+    );
+  }
+}
+
+const momentsNative: KernelFunc = (args) => {
+  const { x } = args.inputs as { x: TensorInfo };
+  const [rows, channels] = rowsAndChannels(RN_MOMENTS, x);
+  const backend = args.backend as BackendWasm;
+  const mean = backend.makeOutput([channels], "float32");
+  const variance = backend.makeOutput([channels], "float32");
+  library!.rn_moments(
+    heap(backend, x),
+    heap(backend, mean),
+    heap(backend, variance),
+    rows,
+    channels,
+  );
+  return [mean, variance];
+};
+
+const batchNormForwardNative: KernelFunc = (args) => {
+  const { x, mean, variance, gamma, beta } = args.inputs as Record<string, TensorInfo>;
+  const { epsilon } = args.attrs as { epsilon: number };
+  const [rows, channels] = rowsAndChannels(RN_BATCH_NORM_FORWARD, x);
+  for (const [name, info] of Object.entries({ mean, variance, gamma, beta })) {
+    checkVector(RN_BATCH_NORM_FORWARD, name, info, channels);
+  }
+  const backend = args.backend as BackendWasm;
+  const y = backend.makeOutput(x.shape, "float32");
+  library!.rn_batchnorm_forward(
+    heap(backend, x),
+    heap(backend, mean),
+    heap(backend, variance),
+    heap(backend, gamma),
+    heap(backend, beta),
+    epsilon,
+    heap(backend, y),
+    rows,
+    channels,
+  );
+  return y;
+};
+
+const batchNormBackwardNative: KernelFunc = (args) => {
+  const { dy, x, mean, variance, gamma } = args.inputs as Record<string, TensorInfo>;
+  const { epsilon } = args.attrs as { epsilon: number };
+  const [rows, channels] = rowsAndChannels(RN_BATCH_NORM_BACKWARD, x);
+  if (dy.shape.join() !== x.shape.join()) {
+    throw new Error(
+      `${RN_BATCH_NORM_BACKWARD}: expected dy of shape [${x.shape}] but found [${dy.shape}]`,
+    );
+  }
+  for (const [name, info] of Object.entries({ mean, variance, gamma })) {
+    checkVector(RN_BATCH_NORM_BACKWARD, name, info, channels);
+  }
+  const backend = args.backend as BackendWasm;
+  const dx = backend.makeOutput(x.shape, "float32");
+  const dgamma = backend.makeOutput([channels], "float32");
+  const dbeta = backend.makeOutput([channels], "float32");
+  const status = library!.rn_batchnorm_backward(
+    heap(backend, dy),
+    heap(backend, x),
+    heap(backend, mean),
+    heap(backend, variance),
+    heap(backend, gamma),
+    epsilon,
+    heap(backend, dx),
+    heap(backend, dgamma),
+    heap(backend, dbeta),
+    rows,
+    channels,
+  );
+  if (status !== 0) throw new Error(`${RN_BATCH_NORM_BACKWARD}: out of memory`);
+  return [dx, dgamma, dbeta];
+};
+
+/**
+ * Registers the batch-norm kernels above on the wasm backend (idempotent).
+ * They are new kernels, not replacements: only `batchnorm.ts` runs them, and
+ * only while the native kernels are enabled.
+ */
+export function registerNativeBatchNormKernels(): void {
+  const kernels: [string, KernelFunc][] = [
+    [RN_MOMENTS, momentsNative],
+    [RN_BATCH_NORM_FORWARD, batchNormForwardNative],
+    [RN_BATCH_NORM_BACKWARD, batchNormBackwardNative],
+  ];
+  for (const [kernelName, kernelFunc] of kernels) {
+    if (getKernel(kernelName, "wasm") === undefined) {
+      registerKernel({ kernelName, backendName: "wasm", kernelFunc });
+    }
+  }
 }
 
 // ------------------------------------------------------------------- exports

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 /* From cblas.h; declared here so only OpenBLAS's runtime library is needed. */
@@ -34,23 +35,46 @@ typedef struct {
 } conv_t;
 
 /* Bumped whenever a signature or conv_t changes; the loader checks it. */
-int32_t rn_abi_version(void) { return 1; }
+int32_t rn_abi_version(void) { return 2; }
 
-/* The im2col buffer is reused across calls (JavaScript calls in one thread). */
-static float *scratch;
-static size_t scratch_floats;
+/*
+ * Threads: OpenBLAS is set to one thread, and each convolution splits its
+ * images between OpenMP threads instead, each doing its own im2col and GEMM.
+ * Two thread pools that both spin-wait (OpenBLAS's and OpenMP's) slowed every
+ * call down by half; one pool also parallelises the im2col copies.
+ */
+void openblas_set_num_threads(int threads);
+#include <omp.h>
+
+#define MAX_THREADS 64
+
+/* Each thread's im2col buffer, reused across calls (JavaScript calls from one thread). */
+static float *scratch[MAX_THREADS];
+static size_t scratch_floats[MAX_THREADS];
 
 static float *scratch_get(size_t floats) {
-  if (floats > scratch_floats) {
-    free(scratch);
-    scratch = malloc(floats * sizeof(float));
-    scratch_floats = scratch == NULL ? 0 : floats;
+  const int t = omp_get_thread_num();
+  if (floats > scratch_floats[t]) {
+    free(scratch[t]);
+    scratch[t] = malloc(floats * sizeof(float));
+    scratch_floats[t] = scratch[t] == NULL ? 0 : floats;
   }
-  return scratch;
+  return scratch[t];
 }
 
-/* About 16 MiB of im2col rows per chunk: large GEMMs, a cache-friendly buffer. */
-#define CHUNK_FLOATS ((size_t)4 << 20)
+static int threads_ready;
+
+static int threads(void) {
+  if (!threads_ready) {
+    openblas_set_num_threads(1);
+    threads_ready = 1;
+  }
+  const int t = omp_get_max_threads();
+  return t > MAX_THREADS ? MAX_THREADS : t;
+}
+
+/* About 8 MiB of im2col rows per chunk: large GEMMs, a buffer that stays in cache levels. */
+#define CHUNK_FLOATS ((size_t)2 << 20)
 
 static int chunk_images(const conv_t *g) {
   size_t per_image = (size_t)g->ho * g->wo * g->kh * g->kw * g->c;
@@ -64,6 +88,12 @@ static int chunk_images(const conv_t *g) {
 static int is_pointwise(const conv_t *g) {
   return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 && g->pl == 0 &&
          g->ho == g->h && g->wo == g->w;
+}
+
+/* Images [*first, *last) of thread t out of nthreads: contiguous, near-equal shares. */
+static void share(int n, int t, int nthreads, int *first, int *last) {
+  *first = (int)((long)n * t / nthreads);
+  *last = (int)((long)n * (t + 1) / nthreads);
 }
 
 /*
@@ -135,18 +165,15 @@ static void col2im(const float *col, float *dx, const conv_t *g, int n0, int cou
   }
 }
 
-/*
- * y = conv(x, filter) + bias, then ReLU when relu != 0. bias may be NULL.
- * Returns 0, or -1 when the im2col buffer cannot be allocated.
- */
-int32_t rn_conv2d(const float *x, const float *filter, const float *bias, float *y,
-                  const conv_t *g, int32_t relu) {
+/* One thread's share of the forward pass: images [first, last), chunk by chunk. */
+static int conv_forward_part(const float *x, const float *filter, const float *bias, float *y,
+                             const conv_t *g, int relu, int first, int last) {
   const int k = g->kh * g->kw * g->c, pixels = g->ho * g->wo;
   const int step = chunk_images(g);
   float *col = is_pointwise(g) ? NULL : scratch_get((size_t)step * pixels * k);
   if (!is_pointwise(g) && col == NULL) return -1;
-  for (int n0 = 0; n0 < g->n; n0 += step) {
-    const int count = n0 + step > g->n ? g->n - n0 : step;
+  for (int n0 = first; n0 < last; n0 += step) {
+    const int count = n0 + step > last ? last - n0 : step;
     const int m = count * pixels;
     const float *a = x + (size_t)n0 * g->h * g->w * g->c;
     if (col != NULL) {
@@ -171,21 +198,40 @@ int32_t rn_conv2d(const float *x, const float *filter, const float *bias, float 
   return 0;
 }
 
-/* dx = the input gradient of conv(x, filter) given dy: dcol = dy * filter^T, then col2im. */
-int32_t rn_conv2d_backprop_input(const float *dy, const float *filter, float *dx,
-                                 const conv_t *g) {
+/*
+ * y = conv(x, filter) + bias, then ReLU when relu != 0. bias may be NULL.
+ * Returns 0, or -1 when an im2col buffer cannot be allocated.
+ */
+int32_t rn_conv2d(const float *x, const float *filter, const float *bias, float *y,
+                  const conv_t *g, int32_t relu) {
+  int status = 0;
+  const int nthreads = threads() < g->n ? threads() : g->n;
+#pragma omp parallel num_threads(nthreads) reduction(min : status)
+  {
+    int first, last;
+    share(g->n, omp_get_thread_num(), omp_get_num_threads(), &first, &last);
+    status = conv_forward_part(x, filter, bias, y, g, relu, first, last);
+  }
+  return status;
+}
+
+static int conv_input_part(const float *dy, const float *filter, float *dx, const conv_t *g,
+                           int first, int last) {
   const int k = g->kh * g->kw * g->c, pixels = g->ho * g->wo;
+  if (first >= last) return 0;
   if (is_pointwise(g)) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->n * pixels, g->c, g->cout, 1.0f, dy,
-                g->cout, filter, g->cout, 0.0f, dx, g->c);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (last - first) * pixels, g->c, g->cout,
+                1.0f, dy + (size_t)first * pixels * g->cout, g->cout, filter, g->cout, 0.0f,
+                dx + (size_t)first * pixels * g->c, g->c);
     return 0;
   }
   const int step = chunk_images(g);
   float *col = scratch_get((size_t)step * pixels * k);
   if (col == NULL) return -1;
-  memset(dx, 0, (size_t)g->n * g->h * g->w * g->c * sizeof(float));
-  for (int n0 = 0; n0 < g->n; n0 += step) {
-    const int count = n0 + step > g->n ? g->n - n0 : step;
+  memset(dx + (size_t)first * g->h * g->w * g->c, 0,
+         (size_t)(last - first) * g->h * g->w * g->c * sizeof(float));
+  for (int n0 = first; n0 < last; n0 += step) {
+    const int count = n0 + step > last ? last - n0 : step;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, count * pixels, k, g->cout, 1.0f,
                 dy + (size_t)n0 * pixels * g->cout, g->cout, filter, g->cout, 0.0f, col, k);
     col2im(col, dx, g, n0, count);
@@ -193,25 +239,66 @@ int32_t rn_conv2d_backprop_input(const float *dy, const float *filter, float *dx
   return 0;
 }
 
-/* dfilter = im2col(x)^T * dy, accumulated over chunks of images. */
-int32_t rn_conv2d_backprop_filter(const float *x, const float *dy, float *dfilter,
-                                  const conv_t *g) {
+/* dx = the input gradient of conv(x, filter) given dy: dcol = dy * filter^T, then col2im. */
+int32_t rn_conv2d_backprop_input(const float *dy, const float *filter, float *dx,
+                                 const conv_t *g) {
+  int status = 0;
+  const int nthreads = threads() < g->n ? threads() : g->n;
+#pragma omp parallel num_threads(nthreads) reduction(min : status)
+  {
+    int first, last;
+    share(g->n, omp_get_thread_num(), omp_get_num_threads(), &first, &last);
+    status = conv_input_part(dy, filter, dx, g, first, last);
+  }
+  return status;
+}
+
+/* dfilter (or a partial sum of it) over images [first, last). */
+static int conv_filter_part(const float *x, const float *dy, float *dfilter, const conv_t *g,
+                            int first, int last) {
   const int k = g->kh * g->kw * g->c, pixels = g->ho * g->wo;
   const int step = chunk_images(g);
   float *col = is_pointwise(g) ? NULL : scratch_get((size_t)step * pixels * k);
   if (!is_pointwise(g) && col == NULL) return -1;
-  for (int n0 = 0; n0 < g->n; n0 += step) {
-    const int count = n0 + step > g->n ? g->n - n0 : step;
+  if (first >= last) memset(dfilter, 0, (size_t)k * g->cout * sizeof(float));
+  for (int n0 = first; n0 < last; n0 += step) {
+    const int count = n0 + step > last ? last - n0 : step;
     const float *a = x + (size_t)n0 * g->h * g->w * g->c;
     if (col != NULL) {
       im2col(x, col, g, n0, count);
       a = col;
     }
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, g->cout, count * pixels, 1.0f, a, k,
-                dy + (size_t)n0 * pixels * g->cout, g->cout, n0 == 0 ? 0.0f : 1.0f, dfilter,
+                dy + (size_t)n0 * pixels * g->cout, g->cout, n0 == first ? 0.0f : 1.0f, dfilter,
                 g->cout);
   }
   return 0;
+}
+
+/*
+ * dfilter = im2col(x)^T * dy: each thread sums its images into its own
+ * buffer (thread 0 straight into dfilter), then the buffers are added.
+ */
+int32_t rn_conv2d_backprop_filter(const float *x, const float *dy, float *dfilter,
+                                  const conv_t *g) {
+  const size_t size = (size_t)g->kh * g->kw * g->c * g->cout;
+  const int nthreads = threads() < g->n ? threads() : g->n;
+  float *partial = nthreads > 1 ? malloc((nthreads - 1) * size * sizeof(float)) : NULL;
+  if (nthreads > 1 && partial == NULL) return -1;
+  int status = 0;
+#pragma omp parallel num_threads(nthreads) reduction(min : status)
+  {
+    const int t = omp_get_thread_num();
+    int first, last;
+    share(g->n, t, omp_get_num_threads(), &first, &last);
+    status = conv_filter_part(x, dy, t == 0 ? dfilter : partial + (t - 1) * size, g, first, last);
+  }
+  for (int t = 1; t < nthreads; t++) {
+    const float *p = partial + (t - 1) * size;
+    for (size_t i = 0; i < size; i++) dfilter[i] += p[i];
+  }
+  free(partial);
+  return status;
 }
 
 /* out[b, c] = scale * sum over m of x[b, m, c]: batch-norm statistics and bias gradients. */
@@ -229,4 +316,98 @@ void rn_sum_middle(const float *x, float *out, int32_t outer, int32_t middle, in
       for (int c = 0; c < inner; c++) o[c] *= scale;
     }
   }
+}
+
+/*
+ * Batch normalisation over the rows of x viewed as [m, c] (NHWC: m = N*H*W),
+ * in training mode: batch statistics, and the gradient through them. Sums are
+ * accumulated in double, so E[x^2] - E[x]^2 loses nothing that matters.
+ */
+
+/* mean[c] and the biased variance[c] of x's columns (what tf.moments returns). */
+void rn_moments(const float *x, float *mean, float *variance, int32_t m, int32_t c) {
+  double *sum = calloc((size_t)2 * c, sizeof(double));
+  if (sum == NULL) return;
+  double *squares = sum + c;
+  for (int r = 0; r < m; r++) {
+    const float *row = x + (size_t)r * c;
+    for (int ch = 0; ch < c; ch++) {
+      const double v = row[ch];
+      sum[ch] += v;
+      squares[ch] += v * v;
+    }
+  }
+  for (int ch = 0; ch < c; ch++) {
+    const double mu = sum[ch] / m;
+    const double var = squares[ch] / m - mu * mu;
+    mean[ch] = (float)mu;
+    variance[ch] = (float)(var > 0 ? var : 0);
+  }
+  free(sum);
+}
+
+/* y = (x - mean) / sqrt(variance + epsilon) * gamma + beta, as one multiply-add per element. */
+void rn_batchnorm_forward(const float *x, const float *mean, const float *variance,
+                          const float *gamma, const float *beta, float epsilon, float *y,
+                          int32_t m, int32_t c) {
+  float *scale = malloc((size_t)2 * c * sizeof(float));
+  if (scale == NULL) return;
+  float *shift = scale + c;
+  for (int ch = 0; ch < c; ch++) {
+    const double s = gamma[ch] / sqrt((double)variance[ch] + epsilon);
+    scale[ch] = (float)s;
+    shift[ch] = (float)(beta[ch] - mean[ch] * s);
+  }
+  for (int r = 0; r < m; r++) {
+    const float *row = x + (size_t)r * c;
+    float *out = y + (size_t)r * c;
+    for (int ch = 0; ch < c; ch++) out[ch] = row[ch] * scale[ch] + shift[ch];
+  }
+  free(scale);
+}
+
+/*
+ * Gradients of y = batchnorm(x) with the batch's own mean and variance:
+ *   dbeta = sum dy,  dgamma = sum dy * xhat,
+ *   dx = gamma * invstd * (dy - dbeta / m - xhat * dgamma / m),
+ * the last written as dx = a*dy + b*x + k per channel. Returns -1 if out of memory.
+ */
+int32_t rn_batchnorm_backward(const float *dy, const float *x, const float *mean,
+                              const float *variance, const float *gamma, float epsilon,
+                              float *dx, float *dgamma, float *dbeta, int32_t m, int32_t c) {
+  double *sums = calloc((size_t)2 * c, sizeof(double));
+  float *coef = malloc((size_t)3 * c * sizeof(float));
+  if (sums == NULL || coef == NULL) {
+    free(sums);
+    free(coef);
+    return -1;
+  }
+  double *dot = sums + c;
+  for (int r = 0; r < m; r++) {
+    const float *g = dy + (size_t)r * c, *row = x + (size_t)r * c;
+    for (int ch = 0; ch < c; ch++) {
+      sums[ch] += g[ch];
+      dot[ch] += (double)g[ch] * (row[ch] - mean[ch]);
+    }
+  }
+  float *a = coef, *b = coef + c, *k = coef + 2 * (size_t)c;
+  for (int ch = 0; ch < c; ch++) {
+    const double invstd = 1.0 / sqrt((double)variance[ch] + epsilon);
+    const double dg = dot[ch] * invstd;
+    dbeta[ch] = (float)sums[ch];
+    dgamma[ch] = (float)dg;
+    const double av = gamma[ch] * invstd;
+    const double bv = -av * invstd * dg / m;
+    a[ch] = (float)av;
+    b[ch] = (float)bv;
+    k[ch] = (float)(-av * sums[ch] / m - bv * mean[ch]);
+  }
+  for (int r = 0; r < m; r++) {
+    const float *g = dy + (size_t)r * c, *row = x + (size_t)r * c;
+    float *out = dx + (size_t)r * c;
+    for (int ch = 0; ch < c; ch++) out[ch] = a[ch] * g[ch] + b[ch] * row[ch] + k[ch];
+  }
+  free(sums);
+  free(coef);
+  return 0;
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backend.ts";
+import { batchNormTraining } from "../lib/batchnorm.ts";
 import { nativeKernelsEnabled } from "../lib/native_kernels.ts";
 import {
   type Backend,
@@ -172,4 +173,62 @@ Deno.test("a conv/BN/relu/pad/conv/mean/dense training step on native matches cp
   native.weights.forEach((w, i) =>
     assert.ok(relativeError(w, initial[i]) > 1e-3, `${names[i]} did not change in 3 steps`)
   );
+});
+
+/** Batch-norm output, statistics and the gradients of sum(y * w) on one backend. */
+function batchNormResults(backend: Backend, shape: number[]): Promise<Float32Array[]> {
+  return onBackend(backend, async () => {
+    const channels = shape[shape.length - 1];
+    // An offset and a spread per channel, as activations have.
+    const x = tf.tidy(() =>
+      tf.add(tf.mul(tf.tensor(pseudoRandom(shape, 21), shape), 3), tf.linspace(-2, 5, channels))
+    );
+    const gamma = tf.tensor1d(pseudoRandom([channels], 22));
+    const beta = tf.tensor1d(pseudoRandom([channels], 23));
+    const w = tf.tensor(pseudoRandom(shape, 24), shape);
+    const forward = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+      if (backend === "native") return batchNormTraining(a, g, b, 1e-5);
+      const { mean, variance } = tf.moments(a, [0, 1, 2]);
+      return {
+        y: tf.batchNorm(a, mean, variance, b, g, 1e-5),
+        mean: mean as tf.Tensor1D,
+        variance: variance as tf.Tensor1D,
+      };
+    };
+    const { y, mean, variance } = forward(x, gamma, beta);
+    const grads = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(forward(a, g, b).y, w))
+    )([x, gamma, beta]);
+    const results = await Promise.all(
+      [y, mean, variance, ...grads].map((t) => t.data() as Promise<Float32Array>),
+    );
+    tf.dispose([x, gamma, beta, w, y, mean, variance, ...grads]);
+    return results;
+  });
+}
+
+Deno.test("batchNormTraining() (fused native kernels) matches moments + batchNorm on cpu", async () => {
+  const shape = [4, 6, 6, 16];
+  const cpu = await batchNormResults("cpu", shape);
+  const native = await batchNormResults("native", shape);
+  const names = ["y", "mean", "variance", "dx", "dgamma", "dbeta"];
+  const errors = native.map((values, i) => relativeError(values, cpu[i]));
+  console.log(`    ${names.map((n, i) => `${n} ${errors[i].toExponential(1)}`).join(", ")}`);
+  errors.forEach((e, i) => assert.ok(e <= GRADIENT_TOLERANCE, `${names[i]} relative error ${e}`));
+});
+
+Deno.test("batchNormTraining() refuses to run without the native kernels, and bad shapes", async () => {
+  await initBackend("wasm");
+  const x = tf.zeros([2, 3, 3, 4]);
+  const v = tf.ones([4]);
+  assert.throws(() => batchNormTraining(x, v, v, 1e-5), {
+    message: /RnMoments runs only while the native kernels are enabled/,
+  });
+  await initBackend("native");
+  const wrong = tf.ones([5]);
+  assert.throws(() => batchNormTraining(x, wrong, v, 1e-5), {
+    message:
+      /RnBatchNormForward: expected gamma to be float32 with 4 values .* but found float32 \[5\]/,
+  });
+  tf.dispose([x, v, wrong]);
 });

@@ -25,9 +25,18 @@ const OUTPUT = fileURLToPath(new URL("../native/build/libresnet_native.so", impo
  * instruction this CPU has (AVX2 and FMA for the im2col copies and sums;
  * OpenBLAS picks its own kernels at run time either way).
  */
-const FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-Wall", "-Wextra", "-std=c11"];
+const FLAGS = [
+  "-O3",
+  "-march=native",
+  "-fopenmp",
+  "-fPIC",
+  "-shared",
+  "-Wall",
+  "-Wextra",
+  "-std=c11",
+];
 /** The runtime library itself, so the -dev package (headers, .so link) is not needed. */
-const LIBS = ["-l:libopenblas.so.0"];
+const LIBS = ["-l:libopenblas.so.0", "-lm"];
 
 function mtime(path: string): number | null {
   try {
