@@ -107,6 +107,10 @@ export interface BenchResult {
   peerTrainImagesPerSecond?: number;
   /** trainImagesPerSecond / peerTrainImagesPerSecond. */
   ratio?: number;
+  /** The peer model's inference images per second (`tools/peer_infer.py`), same batches. */
+  peerInferImagesPerSecond?: number;
+  /** inferImagesPerSecond / peerInferImagesPerSecond. */
+  inferRatio?: number;
   /** Milliseconds per kernel in one training step, largest first (with `profile`). */
   profileMs?: Record<string, number>;
 }
@@ -274,19 +278,27 @@ export function machineInfo(): MachineInfo {
   };
 }
 
+/** Runs the peer's own code up to its training loop, then times inference (PyTorch). */
+export const PEER_INFER_SCRIPT = new URL("../tools/peer_infer.py", import.meta.url).pathname;
+
 /**
- * Runs the PyTorch peer's step timing and reads its `train img/s X` line.
+ * Runs the PyTorch peer's step timing and reads its `train img/s X` line, or,
+ * with `mode` "infer", times the peer's model in inference through
+ * {@linkcode PEER_INFER_SCRIPT} and reads its `infer img/s X` line.
  *
  * @param options Archive, width, batch size, steps, the script and its threads.
- * @returns The peer's training images per second.
- * @throws {Error} If it exits non-zero or prints no `train img/s` line (with its stderr).
+ * @param mode What to time. @default "train"
+ * @returns The peer's images per second.
+ * @throws {Error} If it exits non-zero or prints no such line (with its stderr).
  */
 export async function runPeer(
   options: Pick<BenchOptions, "width" | "batchSize" | "steps" | "peerScript" | "peerThreads"> & {
     archive: string;
   },
+  mode: "train" | "infer" = "train",
 ): Promise<number> {
   const args = [
+    ...(mode === "infer" ? [PEER_INFER_SCRIPT] : []),
     options.peerScript,
     options.archive,
     "--width",
@@ -301,11 +313,11 @@ export async function runPeer(
   const out = await new Deno.Command(PEER_PYTHON, { args, stdout: "piped", stderr: "piped" })
     .output();
   const stdout = new TextDecoder().decode(out.stdout);
-  const match = /^train img\/s ([\d.]+)$/m.exec(stdout);
+  const match = new RegExp(`^${mode} img/s ([\\d.]+)$`, "m").exec(stdout);
   if (!out.success || match === null) {
     const stderr = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ");
     throw new Error(
-      `Expected the peer (${PEER_PYTHON} ${args.join(" ")}) to print "train img/s X" but it ` +
+      `Expected the peer (${PEER_PYTHON} ${args.join(" ")}) to print "${mode} img/s X" but it ` +
         `exited with ${out.code} and printed ${JSON.stringify(stdout.trim())}; stderr: ${stderr}`,
     );
   }
@@ -428,6 +440,9 @@ export async function runBench(
       const peer = await runPeer({ ...options, archive: options.data });
       result.peerTrainImagesPerSecond = peer;
       result.ratio = round(result.trainImagesPerSecond / peer, 3);
+      const peerInfer = await runPeer({ ...options, archive: options.data }, "infer");
+      result.peerInferImagesPerSecond = peerInfer;
+      result.inferRatio = round(result.inferImagesPerSecond / peerInfer, 3);
     }
     return result;
   } finally {

@@ -168,3 +168,21 @@ Deno.test("runPeer() passes the settings to the peer and reads its train img/s l
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("runPeer(..., 'infer') times the real peer's model in inference on the real archive", async () => {
+  const archive = new URL("../../shared/data/cifar-10-binary.tar.gz", import.meta.url).pathname;
+  const peerScript = new URL("../../shared/peer/article_torch.py", import.meta.url).pathname;
+  const options = { width: 4, batchSize: 8, steps: 2, peerThreads: 1, archive, peerScript };
+  const imagesPerSecond = await runPeer(options, "infer");
+  assert.ok(Number.isFinite(imagesPerSecond) && imagesPerSecond > 0, String(imagesPerSecond));
+  // A script without the peer's training loop marker is refused with the reason.
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/other.py`, "print('hello')\n");
+    await assert.rejects(() => runPeer({ ...options, peerScript: `${dir}/other.py` }, "infer"), {
+      message: /to print "infer img\/s X" but it exited with 1 .*expected the peer .* to contain/,
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
