@@ -13,7 +13,7 @@ import * as tf from "@tensorflow/tfjs";
 import { fileURLToPath } from "node:url";
 import {
   loadNativeLibrary,
-  registerNativeBatchNormKernels,
+  registerNativeOnlyKernels,
   setNativeKernelsEnabled,
 } from "./native_kernels.ts";
 import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
@@ -184,7 +184,7 @@ async function initNative(
   // Loaded first: a missing library fails before the wasm backend starts.
   const library = loadNativeLibrary();
   const wasm = await initWasm(log, threads);
-  registerNativeBatchNormKernels();
+  registerNativeOnlyKernels();
   setNativeKernelsEnabled(true);
   log(`native: ${library}`);
   return {

@@ -16,7 +16,8 @@
  *   dx = gamma / sqrt(var + eps) * (dy - dbeta / m - xhat * dgamma / m).
  *
  * {@linkcode fuseBatchNormTraining} makes a layer use it while the native
- * kernels are enabled; otherwise (and in inference) the layer runs as stock.
+ * kernels are enabled (and normalise with its moving statistics in one native
+ * pass in inference); on other backends the layer runs as stock.
  *
  * @module
  */
@@ -98,9 +99,9 @@ interface BatchNormLayerInternals {
 
 /**
  * Makes a `tf.layers.batchNormalization` layer train through
- * {@linkcode batchNormTraining} whenever the native kernels are enabled;
- * returns the same layer. Its inference path, its weights and what it
- * computes do not change: the moving statistics are updated exactly as the
+ * {@linkcode batchNormTraining} whenever the native kernels are enabled, and
+ * infer through the same forward kernel; returns the same layer. Its weights
+ * and what it computes do not change: the moving statistics are updated exactly as the
  * stock layer does (`moving -= (moving - batch) * (1 - momentum)`).
  *
  * @throws {Error} If the layer normalises an axis other than the last, or has
@@ -117,11 +118,19 @@ export function fuseBatchNormTraining<T extends tf.layers.Layer>(layer: T): T {
   }
   const stock = bn.call.bind(bn);
   bn.call = (inputs, kwargs) => {
-    if (!kwargs.training || !nativeKernelsEnabled() || tf.getBackend() !== "wasm") {
-      return stock(inputs, kwargs);
+    if (!nativeKernelsEnabled() || tf.getBackend() !== "wasm") return stock(inputs, kwargs);
+    const x = Array.isArray(inputs) ? inputs[0] : inputs;
+    if (!kwargs.training) {
+      // Inference: the moving statistics, through the same one-pass kernel.
+      return tf.engine().runKernel(RN_BATCH_NORM_FORWARD, {
+        x,
+        mean: bn.movingMean.read(),
+        variance: bn.movingVariance.read(),
+        gamma: bn.gamma.read(),
+        beta: bn.beta.read(),
+      }, { epsilon: bn.epsilon }) as tf.Tensor;
     }
     return tf.tidy(() => {
-      const x = Array.isArray(inputs) ? inputs[0] : inputs;
       const { y, mean, variance } = batchNormTraining(
         x,
         bn.gamma.read(),

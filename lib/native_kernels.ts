@@ -29,19 +29,26 @@ import {
   type Conv2DBackpropFilterAttrs,
   Conv2DBackpropInput,
   type Conv2DBackpropInputAttrs,
+  engine,
   FusedConv2D,
   type FusedConv2DAttrs,
+  getBackend,
+  getGradient,
   getKernel,
+  type GradConfig,
   type KernelFunc,
   Mean,
+  registerGradient,
   registerKernel,
+  Relu,
   Sum,
+  type Tensor,
   type TensorInfo,
   util,
 } from "@tensorflow/tfjs-core";
 
 /** Must equal `rn_abi_version()` in `native/kernels.c`. */
-const ABI_VERSION = 2;
+const ABI_VERSION = 3;
 
 /** The library `deno task build:native` writes. */
 export const NATIVE_LIBRARY_URL = new URL("../native/build/libresnet_native.so", import.meta.url);
@@ -79,6 +86,8 @@ const SYMBOLS = {
     ],
     result: "i32",
   },
+  rn_relu: { parameters: ["buffer", "buffer", "i32"], result: "void" },
+  rn_relu_grad: { parameters: ["buffer", "buffer", "buffer", "i32"], result: "void" },
 } as const;
 
 type NativeLibrary = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -444,22 +453,86 @@ const batchNormBackwardNative: KernelFunc = (args) => {
   return [dx, dgamma, dbeta];
 };
 
+// ---------------------------------------------------------------------- relu
+
+/** dy where x > 0, else 0 (NaN where x is NaN): the gradient of ReLU in one pass. */
+export const RN_RELU_GRAD = "RnReluGrad";
+
+/** tfjs's XNNPACK ReLU waits on its thread pool; one native pass is cheaper. */
+const reluNative: NativeKernelFunc = (args) => {
+  const { x } = args.inputs as { x: TensorInfo };
+  if (!enabled || library === null || x.dtype !== "float32") return null;
+  const backend = args.backend as BackendWasm;
+  const y = backend.makeOutput(x.shape, "float32");
+  library.rn_relu(heap(backend, x), heap(backend, y), util.sizeFromShape(x.shape));
+  return y;
+};
+
+const reluGradNative: KernelFunc = (args) => {
+  const { dy, x } = args.inputs as { dy: TensorInfo; x: TensorInfo };
+  if (!enabled || library === null) {
+    throw new Error(
+      `${RN_RELU_GRAD} runs only while the native kernels are enabled (initBackend("native"))`,
+    );
+  }
+  if (dy.dtype !== "float32" || x.dtype !== "float32" || dy.shape.join() !== x.shape.join()) {
+    throw new Error(
+      `${RN_RELU_GRAD}: expected float32 dy and x of one shape but found ` +
+        `${dy.dtype} [${dy.shape}] and ${x.dtype} [${x.shape}]`,
+    );
+  }
+  const backend = args.backend as BackendWasm;
+  const dx = backend.makeOutput(x.shape, "float32");
+  library.rn_relu_grad(
+    heap(backend, dy),
+    heap(backend, x),
+    heap(backend, dx),
+    util.sizeFromShape(x.shape),
+  );
+  return dx;
+};
+
 /**
- * Registers the batch-norm kernels above on the wasm backend (idempotent).
- * They are new kernels, not replacements: only `batchnorm.ts` runs them, and
- * only while the native kernels are enabled.
+ * The stock ReLU gradient, `dy * cast(step(x))` (three kernels), becomes one
+ * native kernel while the native kernels are enabled. Gradients are global in
+ * tfjs, not per backend, so this one checks where it runs.
  */
-export function registerNativeBatchNormKernels(): void {
+function registerReluGradient(): void {
+  const stock = getGradient(Relu);
+  if (stock === undefined || stock.gradFunc === reluGradFunc) return;
+  stockReluGradient = stock;
+  registerGradient({ ...stock, gradFunc: reluGradFunc });
+}
+
+let stockReluGradient: GradConfig | undefined;
+
+const reluGradFunc: GradConfig["gradFunc"] = (dy, saved, attrs) => {
+  const [x] = saved;
+  if (!enabled || getBackend() !== "wasm") return stockReluGradient!.gradFunc(dy, saved, attrs);
+  return {
+    x: () => engine().runKernel(RN_RELU_GRAD, { dy: dy as Tensor, x }, {}) as Tensor,
+  };
+};
+
+/**
+ * Registers the batch-norm and ReLU-gradient kernels above on the wasm
+ * backend, and the ReLU gradient that uses the latter (idempotent). They are
+ * new kernels, not replacements: only `batchnorm.ts` and that gradient run
+ * them, and only while the native kernels are enabled.
+ */
+export function registerNativeOnlyKernels(): void {
   const kernels: [string, KernelFunc][] = [
     [RN_MOMENTS, momentsNative],
     [RN_BATCH_NORM_FORWARD, batchNormForwardNative],
     [RN_BATCH_NORM_BACKWARD, batchNormBackwardNative],
+    [RN_RELU_GRAD, reluGradNative],
   ];
   for (const [kernelName, kernelFunc] of kernels) {
     if (getKernel(kernelName, "wasm") === undefined) {
       registerKernel({ kernelName, backendName: "wasm", kernelFunc });
     }
   }
+  registerReluGradient();
 }
 
 // ------------------------------------------------------------------- exports
@@ -483,4 +556,5 @@ export const NATIVE_KERNELS: ReadonlyMap<string, NativeKernelFunc> = new Map([
   [Conv2DBackpropFilter, conv2DBackpropFilterNative],
   [Sum, reductionNative(Sum)],
   [Mean, reductionNative(Mean)],
+  [Relu, reluNative],
 ]);

@@ -42,6 +42,7 @@ import {
   type NamedAttrMap,
   type NamedTensorInfoMap,
   registerKernel,
+  Relu,
   Reshape,
   Sum,
   type TensorInfo,
@@ -663,6 +664,7 @@ const REPLACEMENTS: readonly { kernelName: string; kernelFunc: KernelFunc }[] = 
   { kernelName: Sum, kernelFunc: nativeFirst(Sum, reductionWasm(Sum)) },
   { kernelName: Mean, kernelFunc: nativeFirst(Mean, reductionWasm(Mean)) },
   { kernelName: Identity, kernelFunc: identityWasm },
+  { kernelName: Relu, kernelFunc: nativeFirst(Relu, stock(Relu)) },
 ];
 
 /**

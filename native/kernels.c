@@ -35,7 +35,7 @@ typedef struct {
 } conv_t;
 
 /* Bumped whenever a signature or conv_t changes; the loader checks it. */
-int32_t rn_abi_version(void) { return 2; }
+int32_t rn_abi_version(void) { return 3; }
 
 /*
  * Threads: OpenBLAS is set to one thread, and each convolution splits its
@@ -410,4 +410,14 @@ int32_t rn_batchnorm_backward(const float *dy, const float *x, const float *mean
   free(sums);
   free(coef);
   return 0;
+}
+
+/* ReLU as tfjs's cpu backend computes it, Math.max(0, x): NaN passes, -0 becomes 0. */
+void rn_relu(const float *x, float *y, int32_t n) {
+  for (int32_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : (x[i] != x[i] ? x[i] : 0.0f);
+}
+
+/* Its gradient, tfjs's dy * step(x): dy where x > 0, 0 where x <= 0, NaN where x is NaN. */
+void rn_relu_grad(const float *dy, const float *x, float *dx, int32_t n) {
+  for (int32_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : (x[i] != x[i] ? x[i] : 0.0f);
 }

@@ -232,3 +232,45 @@ Deno.test("batchNormTraining() refuses to run without the native kernels, and ba
   });
   tf.dispose([x, v, wrong]);
 });
+
+Deno.test("native ReLU and its gradient keep tfjs's NaN and zero conventions", async () => {
+  const run = (backend: Backend) =>
+    onBackend(backend, async () => {
+      const x = tf.tensor1d([NaN, -1, -0, 0, 2]);
+      const dy = tf.tensor1d([1, 2, 3, 4, 5]);
+      const y = tf.relu(x);
+      const dx = tf.grad((a: tf.Tensor) => tf.relu(a))(x, dy);
+      const values = [Array.from(await y.data()), Array.from(await dx.data())];
+      tf.dispose([x, dy, y, dx]);
+      return values;
+    });
+  const native = await run("native");
+  assert.deepEqual(native, await run("cpu"));
+  assert.deepEqual(native, [[NaN, 0, 0, 0, 2], [NaN, 0, 0, 0, 5]]);
+});
+
+Deno.test("the tiny network in inference (moving statistics) on native matches cpu", async () => {
+  await tf.setBackend("cpu");
+  const reference = tinyNetwork();
+  // Non-trivial moving statistics, so inference differs from the initial identity.
+  const weights = reference.getWeights().map((w, i) =>
+    tf.tidy(() => tf.add(tf.abs(tf.tensor(pseudoRandom(w.shape, 30 + i), w.shape)), 0.1))
+  );
+  const values = await Promise.all(weights.map((w) => w.data() as Promise<Float32Array>));
+  tf.dispose(weights);
+  reference.dispose();
+  const predict = (backend: Backend) =>
+    onBackend(backend, async () => {
+      const model = tinyNetwork();
+      const tensors = values.map((v, i) => tf.tensor(v, model.getWeights()[i].shape));
+      model.setWeights(tensors);
+      const x = tf.tensor4d(pseudoRandom([6, 8, 8, 3], 7), [6, 8, 8, 3]);
+      const y = model.predict(x) as tf.Tensor;
+      const out = await y.data() as Float32Array;
+      tf.dispose([...tensors, x, y]);
+      model.dispose();
+      return out;
+    });
+  const error = relativeError(await predict("native"), await predict("cpu"));
+  assert.ok(error <= GRADIENT_TOLERANCE, `relative error ${error}`);
+});
