@@ -48,7 +48,7 @@ import {
 } from "@tensorflow/tfjs-core";
 
 /** Must equal `rn_abi_version()` in `native/kernels.c`. */
-const ABI_VERSION = 3;
+const ABI_VERSION = 4;
 
 /** The library `deno task build:native` writes. */
 export const NATIVE_LIBRARY_URL = new URL("../native/build/libresnet_native.so", import.meta.url);
@@ -87,6 +87,14 @@ const SYMBOLS = {
     result: "i32",
   },
   rn_relu: { parameters: ["buffer", "buffer", "i32"], result: "void" },
+  rn_adam: {
+    parameters: [
+      ...["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+      ...["buffer", "buffer", "buffer", "i32"],
+      ...["f32", "f32", "f32", "f32", "f32", "f32"],
+    ],
+    result: "void",
+  },
   rn_relu_grad: { parameters: ["buffer", "buffer", "buffer", "i32"], result: "void" },
 } as const;
 
@@ -514,6 +522,59 @@ const reluGradFunc: GradConfig["gradFunc"] = (dy, saved, attrs) => {
   };
 };
 
+// ---------------------------------------------------------------------- adam
+
+/** One Adam step of one variable: new value, first and second moments (see `native_adam.ts`). */
+export const RN_ADAM = "RnAdam";
+
+/** Adam's hyperparameters as the kernel takes them. */
+export interface AdamAttrs {
+  learningRate: number;
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+}
+
+const adamNative: KernelFunc = (args) => {
+  const { value, m, v, gradient, accBeta1, accBeta2 } = args.inputs as Record<string, TensorInfo>;
+  const a = args.attrs as unknown as AdamAttrs;
+  if (!enabled || library === null) {
+    throw new Error(
+      `${RN_ADAM} runs only while the native kernels are enabled (initBackend("native"))`,
+    );
+  }
+  for (const [name, info] of Object.entries({ m, v, gradient })) {
+    if (info.dtype !== "float32" || info.shape.join() !== value.shape.join()) {
+      throw new Error(
+        `${RN_ADAM}: expected ${name} to be float32 of shape [${value.shape}] but found ` +
+          `${info.dtype} [${info.shape}]`,
+      );
+    }
+  }
+  const backend = args.backend as BackendWasm;
+  const outputs = [0, 1, 2].map(() => backend.makeOutput(value.shape, "float32"));
+  library.rn_adam(
+    heap(backend, value),
+    heap(backend, m),
+    heap(backend, v),
+    heap(backend, gradient),
+    heap(backend, accBeta1),
+    heap(backend, accBeta2),
+    heap(backend, outputs[0]),
+    heap(backend, outputs[1]),
+    heap(backend, outputs[2]),
+    util.sizeFromShape(value.shape),
+    a.learningRate,
+    a.beta1,
+    a.beta2,
+    a.epsilon,
+    // As tfjs does: 1 - beta in double, then the float32 scalar it multiplies by.
+    Math.fround(1 - a.beta1),
+    Math.fround(1 - a.beta2),
+  );
+  return outputs;
+};
+
 /**
  * Registers the batch-norm and ReLU-gradient kernels above on the wasm
  * backend, and the ReLU gradient that uses the latter (idempotent). They are
@@ -526,6 +587,7 @@ export function registerNativeOnlyKernels(): void {
     [RN_BATCH_NORM_FORWARD, batchNormForwardNative],
     [RN_BATCH_NORM_BACKWARD, batchNormBackwardNative],
     [RN_RELU_GRAD, reluGradNative],
+    [RN_ADAM, adamNative],
   ];
   for (const [kernelName, kernelFunc] of kernels) {
     if (getKernel(kernelName, "wasm") === undefined) {

@@ -6,6 +6,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { applyAdamNative, nativeAdamAvailable } from "./native_adam.ts";
 import {
   CHECKPOINT_FILE,
   type EpochRecord,
@@ -65,29 +66,34 @@ export function createOptimizer(
   config: Pick<TrainConfig, "learningRate"> & Partial<Pick<TrainConfig, "lrSchedule">>,
   totalSteps = Infinity,
 ): tf.AdamOptimizer {
-  // TensorFlow.js defaults epsilon to 1e-7; PyTorch to 1e-8.
-  if ((config.lrSchedule ?? "constant") === "constant") {
-    return tf.train.adam(config.learningRate, 0.9, 0.999, 1e-8);
-  }
-  return new ScheduledAdam({ ...config, lrSchedule: config.lrSchedule! }, totalSteps);
+  return new ScheduledAdam(
+    { learningRate: config.learningRate, lrSchedule: config.lrSchedule ?? "constant" },
+    totalSteps,
+  );
 }
 
 /**
  * Adam whose rate follows {@linkcode learningRateAt}, keyed on the optimiser's
  * own step count, which checkpoints save and restore (so a resumed run picks
- * up the schedule where it stopped).
+ * up the schedule where it stopped); on the native backend each variable's
+ * update is one kernel (`native_adam.ts`), the same arithmetic.
  */
 class ScheduledAdam extends tf.AdamOptimizer {
   constructor(
     readonly schedule: Pick<TrainConfig, "learningRate" | "lrSchedule">,
     readonly totalSteps: number,
   ) {
+    // TensorFlow.js defaults epsilon to 1e-7; PyTorch to 1e-8.
     super(learningRateAt(schedule, 0, totalSteps), 0.9, 0.999, 1e-8);
   }
 
   override applyGradients(gradients: Parameters<tf.AdamOptimizer["applyGradients"]>[0]): void {
     this.learningRate = learningRateAt(this.schedule, this.iterations, this.totalSteps);
-    super.applyGradients(gradients);
+    if (nativeAdamAvailable()) {
+      applyAdamNative(this, gradients);
+    } else {
+      super.applyGradients(gradients);
+    }
   }
 }
 

@@ -35,7 +35,7 @@ typedef struct {
 } conv_t;
 
 /* Bumped whenever a signature or conv_t changes; the loader checks it. */
-int32_t rn_abi_version(void) { return 3; }
+int32_t rn_abi_version(void) { return 4; }
 
 /*
  * Threads: OpenBLAS is set to one thread, and each convolution splits its
@@ -420,4 +420,25 @@ void rn_relu(const float *x, float *y, int32_t n) {
 /* Its gradient, tfjs's dy * step(x): dy where x > 0, 0 where x <= 0, NaN where x is NaN. */
 void rn_relu_grad(const float *dy, const float *x, float *dx, int32_t n) {
   for (int32_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : (x[i] != x[i] ? x[i] : 0.0f);
+}
+
+/*
+ * One Adam step for one variable, as tfjs's AdamOptimizer computes it (same
+ * operations, same order, in float32), in one pass instead of about a dozen
+ * kernels: m' = b1 m + (1 - b1) g, v' = b2 v + (1 - b2) g^2,
+ * value' = value - lr * (m' / (1 - b1^t)) / (sqrt(v' / (1 - b2^t)) + eps).
+ * acc1 and acc2 point at tfjs's float32 b1^t and b2^t.
+ */
+void rn_adam(const float *value, const float *m, const float *v, const float *g,
+             const float *acc1, const float *acc2, float *value_out, float *m_out,
+             float *v_out, int32_t n, float lr, float beta1, float beta2, float epsilon,
+             float one_minus_beta1, float one_minus_beta2) {
+  const float bias1 = 1.0f - *acc1, bias2 = 1.0f - *acc2;
+  for (int32_t i = 0; i < n; i++) {
+    const float nm = m[i] * beta1 + g[i] * one_minus_beta1;
+    const float nv = v[i] * beta2 + (g[i] * g[i]) * one_minus_beta2;
+    m_out[i] = nm;
+    v_out[i] = nv;
+    value_out[i] = (nm / bias1) / (sqrtf(nv / bias2) + epsilon) * -lr + value[i];
+  }
 }
