@@ -44,7 +44,11 @@ import {
   registerKernel,
   Relu,
   Reshape,
+  Slice,
+  slice_util,
+  type SliceAttrs,
   Sum,
+  type Tensor,
   type TensorInfo,
   Tile,
   type TileAttrs,
@@ -606,6 +610,26 @@ function reductionWasm(kernelName: typeof Sum | typeof Mean): KernelFunc {
 }
 
 /**
+ * `Slice` as contiguous runs copied on the wasm heap ({@linkcode KernelScope.slice}).
+ *
+ * The stock kernel reads the whole input out of the heap first; as the
+ * gradient of every `ZeroPadding2D` (cropping the padding off dy) it cost
+ * more than the padding itself. Other dtypes and empty slices go to it.
+ */
+const sliceWasm: KernelFunc = (args) => {
+  const x = requireInput(Slice, args.inputs, "x");
+  const { begin, size } = args.attrs as unknown as SliceAttrs;
+  const [begins, sizes] = slice_util.parseSliceParams(x as unknown as Tensor, begin, size);
+  if (
+    (x.dtype !== "float32" && x.dtype !== "int32") || x.shape.length === 0 ||
+    sizes.some((d) => d === 0)
+  ) {
+    return stockKernel(Slice).kernelFunc(args);
+  }
+  return withScope(args.backend, (scope) => scope.slice(x, begins, sizes));
+};
+
+/**
  * `Identity` as a second reference to the same buffer, as the cpu backend does.
  *
  * The stock wasm kernel copies the tensor; tfjs calls it for every `clone` and
@@ -665,6 +689,7 @@ const REPLACEMENTS: readonly { kernelName: string; kernelFunc: KernelFunc }[] = 
   { kernelName: Mean, kernelFunc: nativeFirst(Mean, reductionWasm(Mean)) },
   { kernelName: Identity, kernelFunc: identityWasm },
   { kernelName: Relu, kernelFunc: nativeFirst(Relu, stock(Relu)) },
+  { kernelName: Slice, kernelFunc: sliceWasm },
 ];
 
 /**

@@ -239,9 +239,38 @@ static int conv_input_part(const float *dy, const float *filter, float *dx, cons
   return 0;
 }
 
-/* dx = the input gradient of conv(x, filter) given dy: dcol = dy * filter^T, then col2im. */
+/*
+ * dx = the input gradient of conv(x, filter) given dy.
+ *
+ * Stride 1 (not pointwise): dx is itself a forward convolution, of dy with
+ * the filter rotated by 180 degrees and its channel axes swapped, padded by
+ * k - 1 - pad. That runs as im2col + GEMM with K = kh*kw*Cout, where the
+ * general route's GEMM has K = Cout alone (16 at width 16) and a col2im
+ * scatter after it.
+ *
+ * Otherwise: dcol = dy * filter^T, then col2im.
+ */
 int32_t rn_conv2d_backprop_input(const float *dy, const float *filter, float *dx,
                                  const conv_t *g) {
+  if (g->sh == 1 && g->sw == 1 && !is_pointwise(g)) {
+    const size_t taps = (size_t)g->kh * g->kw;
+    float *rotated = malloc(taps * g->c * g->cout * sizeof(float));
+    if (rotated == NULL) return -1;
+    for (int i = 0; i < g->kh; i++) {
+      for (int j = 0; j < g->kw; j++) {
+        const float *src = filter + ((size_t)i * g->kw + j) * g->c * g->cout;
+        float *dst = rotated + ((size_t)(g->kh - 1 - i) * g->kw + (g->kw - 1 - j)) * g->cout * g->c;
+        for (int ci = 0; ci < g->c; ci++) {
+          for (int co = 0; co < g->cout; co++) dst[(size_t)co * g->c + ci] = src[(size_t)ci * g->cout + co];
+        }
+      }
+    }
+    const conv_t t = {g->n, g->ho, g->wo, g->cout, g->kh, g->kw, g->c, 1, 1,
+                      g->kh - 1 - g->pt, g->kw - 1 - g->pl, g->h, g->w};
+    const int32_t status = rn_conv2d(dy, rotated, NULL, dx, &t, 0);
+    free(rotated);
+    return status;
+  }
   int status = 0;
   const int nthreads = threads() < g->n ? threads() : g->n;
 #pragma omp parallel num_threads(nthreads) reduction(min : status)

@@ -174,6 +174,13 @@ export const CONV_CASES: ConvCase[] = [
     pad: [[0, 0], [1, 2], [2, 0], [0, 0]],
   },
   {
+    name: "3x3 s1, explicit pads wider than the filter",
+    x: [2, 7, 6, 3],
+    filter: [3, 3, 3, 4],
+    strides: 1,
+    pad: [[0, 0], [3, 0], [0, 4], [0, 0]],
+  },
+  {
     name: "3x3 s2, explicit pads wider than the filter",
     x: [2, 9, 11, 3],
     filter: [3, 3, 3, 5],
@@ -206,6 +213,25 @@ export const FORWARD_CASES: {
   dtype: "float32" | "int32" | "bool";
   op: (x: tf.Tensor) => tf.Tensor;
 }[] = [
+  {
+    name: "slice off a padding ring (ZeroPadding2D's gradient)",
+    shape: [3, 8, 8, 4],
+    dtype: "float32",
+    op: (x) => tf.slice(x, [0, 1, 1, 0], [3, 6, 6, 4]),
+  },
+  {
+    name: "slice inner axes, size -1 to the end",
+    shape: [2, 5, 7],
+    dtype: "float32",
+    op: (x) => tf.slice(x, [1, 2, 3], [1, -1, 2]),
+  },
+  { name: "slice int32, rank 1", shape: [9], dtype: "int32", op: (x) => tf.slice(x, [2], [5]) },
+  {
+    name: "slice bool (stock kernel)",
+    shape: [4, 3],
+    dtype: "bool",
+    op: (x) => tf.slice(x, [1, 0], [2, 3]),
+  },
   {
     name: "tile [1,1,1,C] to NHWC (batch-norm gradient)",
     shape: [1, 1, 1, 8],
