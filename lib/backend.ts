@@ -69,10 +69,11 @@ export interface BackendInfo {
  *   `options.wasmThreads` threads (see `wasm_threads.ts` for what it takes under
  *   Deno), or the single-threaded SIMD build for 1 thread, and installs
  *   {@linkcode registerWasmTrainingKernels}.
- * - `native`: wasm, plus convolutions (forward and both gradients) and
- *   batch-norm reductions in native code with the system's OpenBLAS, called
- *   through Deno's FFI on the tensors in wasm memory (`native_kernels.ts`);
- *   needs `deno task build:native` once and `--allow-ffi`.
+ * - `native`: wasm, plus convolutions (forward and both gradients), batch
+ *   norm (`batchnorm.ts`), ReLU, Adam's update (`native_adam.ts`) and
+ *   reductions in native code with the system's OpenBLAS, called through
+ *   Deno's FFI on the tensors in wasm memory (`native_kernels.ts`); needs
+ *   `deno task build:native` once and `--allow-ffi`.
  * - `webgpu`: imports `@tensorflow/tfjs-backend-webgpu` only now; throws if
  *   `navigator.gpu` is missing or no adapter is found.
  * - `auto`: webgpu if a hardware (non-fallback) adapter exists, otherwise
@@ -189,8 +190,8 @@ async function initNative(
   log(`native: ${library}`);
   return {
     name: "native",
-    detail: `${wasm.detail.replace(/, XNNPACK.*$/, "")}; convolutions and reductions in ` +
-      `native code (${library.replace(/ \(.*$/, "")})`,
+    detail: `${wasm.detail.replace(/, XNNPACK.*$/, "")}; convolutions, batch norm, ReLU, Adam ` +
+      `and reductions in native code (${library.replace(/ \(.*$/, "")})`,
     threads: wasm.threads,
   };
 }

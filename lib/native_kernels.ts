@@ -142,7 +142,7 @@ export function loadNativeLibrary(): string {
     }
     library = opened.symbols;
   }
-  return `OpenBLAS SGEMM via FFI (${path})`;
+  return `OpenBLAS SGEMM and OpenMP, via FFI (${path})`;
 }
 
 /**
