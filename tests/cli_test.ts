@@ -65,13 +65,14 @@ Deno.test("parseTrainArgs() --preset fast sets the fast recipe, and flags overri
   const fast = parseTrainArgs(["--preset", "fast"]).config;
   assert.deepEqual(fast, { ...DEFAULT_CONFIG, ...PRESETS.fast });
   assert.equal(fast.width, 16);
-  assert.equal(fast.batchSize, 256);
+  assert.equal(fast.batchSize, 128);
+  assert.equal(fast.epochs, 3);
   assert.equal(fast.lrSchedule, "onecycle");
   assert.equal(fast.labelSmoothing, 0.1);
   const overridden = parseTrainArgs(["--epochs", "1", "--preset", "fast", "--width", "8"]);
   assert.equal(overridden.config.epochs, 1);
   assert.equal(overridden.config.width, 8);
-  assert.equal(overridden.config.batchSize, 256);
+  assert.equal(overridden.config.batchSize, 128);
   assert.deepEqual(overridden.overrides, { ...PRESETS.fast, epochs: 1, width: 8 });
   assert.deepEqual(parseTrainArgs(["--preset", "article"]).config, DEFAULT_CONFIG);
 });
