@@ -73,12 +73,22 @@ static int threads(void) {
   return t > MAX_THREADS ? MAX_THREADS : t;
 }
 
-/* About 8 MiB of im2col rows per chunk: large GEMMs, a buffer that stays in cache levels. */
-#define CHUNK_FLOATS ((size_t)2 << 20)
+/*
+ * About 2 MiB of im2col rows per chunk and thread: written, then read by the
+ * GEMM while still in cache. 8 MiB chunks made the 64-channel convolutions
+ * about 1.4x slower here (`tools/conv_bench.ts`).
+ */
+#define CHUNK_FLOATS ((size_t)1 << 19)
+
+/* Fewer GEMM rows than this per chunk and the GEMM itself slows down. */
+#define MIN_CHUNK_ROWS 512
 
 static int chunk_images(const conv_t *g) {
-  size_t per_image = (size_t)g->ho * g->wo * g->kh * g->kw * g->c;
+  const size_t pixels = (size_t)g->ho * g->wo;
+  size_t per_image = pixels * g->kh * g->kw * g->c;
   size_t images = per_image == 0 ? 1 : CHUNK_FLOATS / per_image;
+  const size_t min_images = pixels == 0 ? 1 : (MIN_CHUNK_ROWS + pixels - 1) / pixels;
+  if (images < min_images) images = min_images;
   if (images < 1) images = 1;
   if (images > (size_t)g->n) images = g->n;
   return (int)images;

@@ -316,3 +316,24 @@ Deno.test("Adam's update as one native kernel per variable matches tfjs's Adam o
   // The step really moved the variables.
   assert.ok(relativeError(native[0], pseudoRandom([3, 3, 4, 5], 40)) > 1e-3);
 });
+
+Deno.test("a program that used the native kernels ends on its own without crashing", async () => {
+  // Deno closes FFI libraries at a natural exit; the library is linked with
+  // -z nodelete so OpenMP's worker threads never outlive their code.
+  const script = `
+    import * as tf from "@tensorflow/tfjs";
+    import { initBackend } from "./lib/backend.ts";
+    await initBackend("native");
+    const y = tf.conv2d(tf.ones([4, 8, 8, 3]), tf.ones([3, 3, 3, 4]), 1, "same");
+    console.log((await y.data())[0]);
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", script],
+    cwd: new URL("..", import.meta.url),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, `exit code ${out.code}, signal ${out.signal}; stderr: ${stderr}`);
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), "12");
+});

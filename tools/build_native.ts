@@ -3,8 +3,8 @@
  * `native/build/libresnet_native.so`, the library of the `native` backend,
  * linked to the system's OpenBLAS (Debian: `apt-get install gcc libopenblas0`).
  *
- * Rebuilds only when the source is newer than the library (or with
- * `--force`), so the train, bench and test tasks run it first at no cost.
+ * Rebuilds only when the source or this file (the flags) is newer than the
+ * library (or with `--force`), so the train, bench and test tasks run it first at no cost.
  * The library is written under a temporary name and renamed into place:
  * an interrupted build never leaves a half-written one behind.
  *
@@ -35,8 +35,13 @@ const FLAGS = [
   "-Wextra",
   "-std=c11",
 ];
-/** The runtime library itself, so the -dev package (headers, .so link) is not needed. */
-const LIBS = ["-l:libopenblas.so.0", "-lm"];
+/**
+ * The runtime library itself, so the -dev package (headers, .so link) is not
+ * needed. `-z nodelete`: Deno closes FFI libraries when a program ends on its
+ * own; unloading this one (and with it libgomp) under OpenMP's still-running
+ * worker threads crashed the process on the way out.
+ */
+const LIBS = ["-l:libopenblas.so.0", "-lm", "-Wl,-z,nodelete"];
 
 function mtime(path: string): number | null {
   try {
@@ -49,8 +54,10 @@ function mtime(path: string): number | null {
 async function build(force: boolean): Promise<string> {
   const sourceTime = mtime(SOURCE);
   if (sourceTime === null) throw new Error(`Expected the C source at ${SOURCE} but found none`);
+  // This file holds the flags: a change here rebuilds too.
+  const inputsTime = Math.max(sourceTime, mtime(fileURLToPath(import.meta.url)) ?? 0);
   const outputTime = mtime(OUTPUT);
-  if (!force && outputTime !== null && outputTime >= sourceTime) {
+  if (!force && outputTime !== null && outputTime >= inputsTime) {
     return `native: ${OUTPUT} is up to date`;
   }
   const compiler = Deno.env.get("CC") ?? "cc";
