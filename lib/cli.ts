@@ -31,7 +31,7 @@ export const TRAIN_USAGE =
 Usage: deno task train [flags]
 
   --preset NAME       article | fast; flags below override it  (default article)
-                      fast: width 16, batch 128, 3 epochs, lr 0.004 one-cycle,
+                      fast: width 16, batch 128, 4 epochs, lr 0.004 one-cycle,
                       label smoothing 0.1 (accuracy per minute on a CPU)
   --epochs N          passes over the training set            (default 10)
   --batch-size N      images per Adam step                    (default 64)

@@ -66,7 +66,7 @@ Deno.test("parseTrainArgs() --preset fast sets the fast recipe, and flags overri
   assert.deepEqual(fast, { ...DEFAULT_CONFIG, ...PRESETS.fast });
   assert.equal(fast.width, 16);
   assert.equal(fast.batchSize, 128);
-  assert.equal(fast.epochs, 3);
+  assert.equal(fast.epochs, 4);
   assert.equal(fast.lrSchedule, "onecycle");
   assert.equal(fast.labelSmoothing, 0.1);
   const overridden = parseTrainArgs(["--epochs", "1", "--preset", "fast", "--width", "8"]);
