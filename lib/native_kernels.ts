@@ -53,7 +53,8 @@ const ABI_VERSION = 4;
 /** The library `deno task build:native` writes. */
 export const NATIVE_LIBRARY_URL = new URL("../native/build/libresnet_native.so", import.meta.url);
 
-const SYMBOLS = {
+/** The library's functions as Deno's FFI declares them (`tools/conv_bench.ts` opens it too). */
+export const NATIVE_SYMBOLS = {
   rn_abi_version: { parameters: [], result: "i32" },
   rn_conv2d: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "i32"],
@@ -98,7 +99,7 @@ const SYMBOLS = {
   rn_relu_grad: { parameters: ["buffer", "buffer", "buffer", "i32"], result: "void" },
 } as const;
 
-type NativeLibrary = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+type NativeLibrary = Deno.DynamicLibrary<typeof NATIVE_SYMBOLS>["symbols"];
 
 let library: NativeLibrary | null = null;
 let enabled = false;
@@ -123,9 +124,9 @@ export function loadNativeLibrary(): string {
           `apt-get install gcc libopenblas0)`,
       );
     }
-    let opened: Deno.DynamicLibrary<typeof SYMBOLS>;
+    let opened: Deno.DynamicLibrary<typeof NATIVE_SYMBOLS>;
     try {
-      opened = Deno.dlopen(path, SYMBOLS);
+      opened = Deno.dlopen(path, NATIVE_SYMBOLS);
     } catch (error) {
       throw new Error(
         `The native backend could not open ${path}: ${(error as Error).message} ` +
@@ -230,27 +231,11 @@ function check(status: number, kernelName: string, info: backend_util.Conv2DInfo
 
 // ------------------------------------------------------------------- kernels
 
-const conv2DNative: NativeKernelFunc = (args) => {
-  const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
-  const attrs = args.attrs as unknown as Conv2DAttrs;
-  const info = nativeConvInfo(x.shape, filter.shape, attrs, [x.dtype, filter.dtype]);
-  if (info === null) return null;
-  const backend = args.backend as BackendWasm;
-  const out = backend.makeOutput(info.outShape, "float32");
-  // Views are taken after makeOutput, which may grow the wasm memory.
-  const status = library!.rn_conv2d(
-    heap(backend, x),
-    heap(backend, filter),
-    null,
-    heap(backend, out),
-    packGeometry(info),
-    0,
-  );
-  check(status, Conv2D, info);
-  return out;
-};
+/** Conv2D is FusedConv2D without bias or activation (fusedConv2DNative is hoisted). */
+const conv2DNative: NativeKernelFunc = (args) =>
+  fusedConv2DNative({ ...args, attrs: { ...args.attrs, activation: "linear" } });
 
-const fusedConv2DNative: NativeKernelFunc = (args) => {
+function fusedConv2DNative(args: Parameters<KernelFunc>[0]): TensorInfo | null {
   const { x, filter, bias, preluActivationWeights } = args.inputs as {
     x: TensorInfo;
     filter: TensorInfo;
@@ -276,7 +261,7 @@ const fusedConv2DNative: NativeKernelFunc = (args) => {
   );
   check(status, FusedConv2D, info);
   return out;
-};
+}
 
 const conv2DBackpropInputNative: NativeKernelFunc = (args) => {
   const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
@@ -316,40 +301,57 @@ const conv2DBackpropFilterNative: NativeKernelFunc = (args) => {
   return out;
 };
 
+/** A Sum/Mean as `[outer, middle, inner] -> [outer, inner]`, and its output shape. */
+export interface MiddleReduction {
+  outer: number;
+  middle: number;
+  inner: number;
+  outShape: number[];
+}
+
 /**
- * `Sum`/`Mean` over one block of consecutive axes with axes after it, as
- * `[outer, middle, inner] -> [outer, inner]`: batch-norm's reductions over
- * N, H, W, and the bias gradient. One pass over x in native code.
+ * How a float32 `Sum`/`Mean` over `axis` reduces one block of consecutive
+ * axes that has axes after it (batch-norm's N, H, W of NHWC; a bias
+ * gradient), or null when it is not that shape (other dtypes, scattered or
+ * innermost axes, empty tensors). The wasm and the native reductions share it.
  */
+export function middleReduction(
+  x: TensorInfo,
+  axis: number | number[],
+  keepDims: boolean,
+): MiddleReduction | null {
+  const axes = [...new Set(util.parseAxisParam(axis, x.shape))].sort((a, b) => a - b);
+  const first = axes[0];
+  const last = axes[axes.length - 1];
+  const consecutive = axes.length > 0 && last - first + 1 === axes.length;
+  const outer = util.sizeFromShape(x.shape.slice(0, first));
+  const middle = util.sizeFromShape(x.shape.slice(first, last + 1));
+  const inner = util.sizeFromShape(x.shape.slice(last + 1));
+  if (!consecutive || x.dtype !== "float32" || inner === 1 || outer * middle * inner === 0) {
+    return null;
+  }
+  const outShape = keepDims
+    ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
+    : x.shape.filter((_, i) => !axes.includes(i));
+  return { outer, middle, inner, outShape };
+}
+
+/** `Sum`/`Mean` of a {@linkcode middleReduction}: one pass over x in native code. */
 function reductionNative(kernelName: typeof Sum | typeof Mean): NativeKernelFunc {
   return (args) => {
     const { x } = args.inputs as { x: TensorInfo };
     const { axis, keepDims } = args.attrs as { axis: number | number[]; keepDims: boolean };
-    const axes = [...new Set(util.parseAxisParam(axis, x.shape))].sort((a, b) => a - b);
-    const first = axes[0];
-    const last = axes[axes.length - 1];
-    const outer = util.sizeFromShape(x.shape.slice(0, first));
-    const middle = util.sizeFromShape(x.shape.slice(first, last + 1));
-    const inner = util.sizeFromShape(x.shape.slice(last + 1));
-    const consecutive = axes.length > 0 && last - first + 1 === axes.length;
-    if (
-      !enabled || !consecutive || x.dtype !== "float32" || inner === 1 ||
-      outer * middle * inner === 0
-    ) {
-      return null;
-    }
+    const plan = enabled ? middleReduction(x, axis, keepDims) : null;
+    if (plan === null) return null;
     const backend = args.backend as BackendWasm;
-    const outShape = keepDims
-      ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
-      : x.shape.filter((_, i) => !axes.includes(i));
-    const out = backend.makeOutput(outShape, "float32");
+    const out = backend.makeOutput(plan.outShape, "float32");
     library!.rn_sum_middle(
       heap(backend, x),
       heap(backend, out),
-      outer,
-      middle,
-      inner,
-      kernelName === Mean ? 1 / middle : 1,
+      plan.outer,
+      plan.middle,
+      plan.inner,
+      kernelName === Mean ? 1 / plan.middle : 1,
     );
     return out;
   };

@@ -56,7 +56,7 @@ import {
   unregisterKernel,
   util,
 } from "@tensorflow/tfjs-core";
-import { NATIVE_KERNELS } from "./native_kernels.ts";
+import { middleReduction, NATIVE_KERNELS } from "./native_kernels.ts";
 
 const BACKEND = "wasm";
 
@@ -579,21 +579,14 @@ function reductionWasm(kernelName: typeof Sum | typeof Mean): KernelFunc {
   return (args) => {
     const x = requireInput(kernelName, args.inputs, "x");
     const { axis, keepDims } = args.attrs as { axis: number | number[]; keepDims: boolean };
-    const axes = [...new Set(util.parseAxisParam(axis, x.shape))].sort((a, b) => a - b);
-    const first = axes[0];
-    const last = axes[axes.length - 1];
-    const consecutive = axes.length > 0 && last - first + 1 === axes.length;
-    const before = util.sizeFromShape(x.shape.slice(0, first));
-    const reduced = util.sizeFromShape(x.shape.slice(first, last + 1));
-    const after = util.sizeFromShape(x.shape.slice(last + 1));
-    if (!consecutive || x.dtype !== "float32" || after === 1 || before * reduced * after === 0) {
-      return stockKernel(kernelName).kernelFunc(args);
-    }
+    const plan = middleReduction(x, axis, keepDims);
+    if (plan === null) return stockKernel(kernelName).kernelFunc(args);
+    const { outer, middle, inner, outShape } = plan;
     return withScope(args.backend, (scope) => {
-      const view = scope.run(Reshape, { x }, { shape: [before, reduced, after] });
-      const weight = kernelName === Mean ? 1 / reduced : 1;
+      const view = scope.run(Reshape, { x }, { shape: [outer, middle, inner] });
+      const weight = kernelName === Mean ? 1 / middle : 1;
       const weights = scope.run(Fill, {}, {
-        shape: [1, reduced, 1],
+        shape: [1, middle, 1],
         value: weight,
         dtype: "float32",
       });
@@ -601,9 +594,6 @@ function reductionWasm(kernelName: typeof Sum | typeof Mean): KernelFunc {
         transposeA: true,
         transposeB: false,
       }); // [B, C, 1]
-      const outShape = keepDims
-        ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
-        : x.shape.filter((_, i) => !axes.includes(i));
       return scope.run(Reshape, { x: product }, { shape: outShape });
     });
   };

@@ -322,8 +322,20 @@ int32_t rn_conv2d_backprop_filter(const float *x, const float *dy, float *dfilte
                                   const conv_t *g) {
   const size_t size = (size_t)g->kh * g->kw * g->c * g->cout;
   const int nthreads = threads() < g->n ? threads() : g->n;
-  float *partial = nthreads > 1 ? malloc((nthreads - 1) * size * sizeof(float)) : NULL;
-  if (nthreads > 1 && partial == NULL) return -1;
+  float *partial = NULL;
+  if (nthreads > 1) {
+    /* Kept across calls: a fresh multi-megabyte malloc per call is a fresh mmap to fault in. */
+    static float *partials;
+    static size_t partial_floats;
+    const size_t floats = (size_t)(nthreads - 1) * size;
+    if (floats > partial_floats) {
+      free(partials);
+      partials = malloc(floats * sizeof(float));
+      partial_floats = partials == NULL ? 0 : floats;
+    }
+    if (partials == NULL) return -1;
+    partial = partials;
+  }
   int status = 0;
 #pragma omp parallel num_threads(nthreads) reduction(min : status)
   {
@@ -336,7 +348,6 @@ int32_t rn_conv2d_backprop_filter(const float *x, const float *dy, float *dfilte
     const float *p = partial + (t - 1) * size;
     for (size_t i = 0; i < size; i++) dfilter[i] += p[i];
   }
-  free(partial);
   return status;
 }
 

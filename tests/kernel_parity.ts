@@ -441,3 +441,99 @@ export function trainTiny(backend: Backend, initial: Float32Array[]): Promise<St
     return { firstGradients, losses, weights };
   });
 }
+
+// ------------------------------------------------------------------ the checks
+// Each compares one backend with cpu over a list of cases; the wasm and the
+// native test files run the same checks.
+
+/** Input and filter gradients of every {@linkcode CONV_CASES} entry match cpu. */
+export async function expectConvGradientsMatchCpu(t: Deno.TestContext, backend: Backend) {
+  for (const c of CONV_CASES) {
+    await t.step(c.name, async () => {
+      const [dxCpu, dFilterCpu] = await convGradients("cpu", c);
+      const [dx, dFilter] = await convGradients(backend, c);
+      const dxError = relativeError(dx, dxCpu);
+      const dFilterError = relativeError(dFilter, dFilterCpu);
+      console.log(
+        `    ${c.name}: input grad ${dxError.toExponential(1)}, ` +
+          `filter grad ${dFilterError.toExponential(1)}`,
+      );
+      assert.ok(dxError <= GRADIENT_TOLERANCE, `input gradient relative error ${dxError}`);
+      assert.ok(
+        dFilterError <= GRADIENT_TOLERANCE,
+        `filter gradient relative error ${dFilterError}`,
+      );
+    });
+  }
+}
+
+/** Every {@linkcode FORWARD_CASES} entry matches cpu: tiles and slices exactly, sums to 1e-6. */
+export async function expectForwardCasesMatchCpu(t: Deno.TestContext, backend: Backend) {
+  for (const c of FORWARD_CASES) {
+    await t.step(c.name, async () => {
+      const cpu = await opValues("cpu", c.shape, c.dtype, c.op);
+      const other = await opValues(backend, c.shape, c.dtype, c.op);
+      assert.deepEqual(other.shape, cpu.shape);
+      if (c.name.startsWith("tile") || c.name.startsWith("slice")) {
+        assert.deepEqual(other.values, cpu.values); // copies, so exact
+      } else {
+        const error = relativeError(other.values, cpu.values);
+        assert.ok(error <= 1e-6, `relative error ${error}`);
+      }
+    });
+  }
+}
+
+/** The gradients of every {@linkcode OP_CASES} entry match cpu. */
+export async function expectOpGradientsMatchCpu(t: Deno.TestContext, backend: Backend) {
+  for (const c of OP_CASES) {
+    await t.step(c.name, async () => {
+      const cpu = await opGradients("cpu", c.shapes, c.op);
+      const other = await opGradients(backend, c.shapes, c.op);
+      const errors = other.map((g, i) => relativeError(g, cpu[i]));
+      console.log(`    ${c.name}: ${errors.map((e) => e.toExponential(1)).join(", ")}`);
+      for (const e of errors) assert.ok(e <= GRADIENT_TOLERANCE, `relative error ${e}`);
+    });
+  }
+}
+
+/**
+ * {@linkcode tinyNetwork}'s first gradients and its weights after 3 Adam steps
+ * match cpu, every weight moved, and the loss fell.
+ */
+export async function expectTinyTrainingMatchesCpu(backend: Backend) {
+  await tf.setBackend("cpu");
+  const reference = tinyNetwork();
+  const initial = await Promise.all(
+    reference.getWeights().map((w) => w.data() as Promise<Float32Array>),
+  );
+  const names = reference.weights.map((w) => w.name);
+  reference.dispose();
+
+  const cpu = await trainTiny("cpu", initial);
+  const other = await trainTiny(backend, initial);
+  const gradientErrors = other.firstGradients.map((g, i) =>
+    relativeError(g, cpu.firstGradients[i])
+  );
+  const weightErrors = other.weights.map((w, i) => relativeError(w, cpu.weights[i]));
+  console.log(
+    `    losses cpu ${cpu.losses.join(", ")}\n    losses ${backend} ${other.losses.join(", ")}`,
+  );
+  console.log(
+    `    first-step gradients: ${gradientErrors.map((e) => e.toExponential(1)).join(", ")}`,
+  );
+  names.forEach((name, i) =>
+    console.log(`    ${name} after 3 steps: ${weightErrors[i].toExponential(1)}`)
+  );
+  for (const e of gradientErrors) {
+    assert.ok(e <= GRADIENT_TOLERANCE, `gradient relative error ${e}`);
+  }
+  weightErrors.forEach((e, i) =>
+    assert.ok(e <= STATE_TOLERANCE, `${names[i]} relative error ${e}`)
+  );
+  // Guards against a vacuous comparison: every weight, BN statistics included, moved.
+  other.weights.forEach((w, i) =>
+    assert.ok(relativeError(w, initial[i]) > 1e-3, `${names[i]} did not change in 3 steps`)
+  );
+  assert.ok(other.losses[2] < other.losses[0], `expected the loss to fall but got ${other.losses}`);
+}

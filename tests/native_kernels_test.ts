@@ -8,18 +8,15 @@ import {
   type Backend,
   CONV_CASES,
   type ConvCase,
-  convGradients,
-  FORWARD_CASES,
+  expectConvGradientsMatchCpu,
+  expectForwardCasesMatchCpu,
+  expectOpGradientsMatchCpu,
+  expectTinyTrainingMatchesCpu,
   GRADIENT_TOLERANCE,
   onBackend,
-  OP_CASES,
-  opGradients,
-  opValues,
   pseudoRandom,
   relativeError,
-  STATE_TOLERANCE,
   tinyNetwork,
-  trainTiny,
 } from "./kernel_parity.ts";
 
 // CI builds the library first (`deno task test` runs `build:native`); a
@@ -72,25 +69,8 @@ Deno.test("native Conv2D and FusedConv2D (bias, ReLU) match the cpu backend", as
   }
 });
 
-Deno.test("native conv2d input and filter gradients match the cpu backend", async (t) => {
-  for (const c of CONV_CASES) {
-    await t.step(c.name, async () => {
-      const [dxCpu, dFilterCpu] = await convGradients("cpu", c);
-      const [dxNative, dFilterNative] = await convGradients("native", c);
-      const dxError = relativeError(dxNative, dxCpu);
-      const dFilterError = relativeError(dFilterNative, dFilterCpu);
-      console.log(
-        `    ${c.name}: input grad ${dxError.toExponential(1)}, ` +
-          `filter grad ${dFilterError.toExponential(1)}`,
-      );
-      assert.ok(dxError <= GRADIENT_TOLERANCE, `input gradient relative error ${dxError}`);
-      assert.ok(
-        dFilterError <= GRADIENT_TOLERANCE,
-        `filter gradient relative error ${dFilterError}`,
-      );
-    });
-  }
-});
+Deno.test("native conv2d input and filter gradients match the cpu backend", (t) =>
+  expectConvGradientsMatchCpu(t, "native"));
 
 Deno.test("native hands what it does not implement to the wasm kernels, which match cpu", async (t) => {
   const x = [2, 9, 9, 4];
@@ -123,58 +103,14 @@ Deno.test("native hands what it does not implement to the wasm kernels, which ma
   }
 });
 
-Deno.test("native Sum and Mean (native or handed on) match cpu", async (t) => {
-  for (const c of FORWARD_CASES) {
-    await t.step(c.name, async () => {
-      const cpu = await opValues("cpu", c.shape, c.dtype, c.op);
-      const native = await opValues("native", c.shape, c.dtype, c.op);
-      assert.deepEqual(native.shape, cpu.shape);
-      const error = relativeError(native.values, cpu.values);
-      assert.ok(error <= GRADIENT_TOLERANCE, `relative error ${error}`);
-    });
-  }
-});
+Deno.test("native Sum, Mean and Slice (native or handed on) match cpu", (t) =>
+  expectForwardCasesMatchCpu(t, "native"));
 
-Deno.test("native matches cpu on the gradients of the other ops a ResNet step uses", async (t) => {
-  for (const c of OP_CASES) {
-    await t.step(c.name, async () => {
-      const cpu = await opGradients("cpu", c.shapes, c.op);
-      const native = await opGradients("native", c.shapes, c.op);
-      const errors = native.map((g, i) => relativeError(g, cpu[i]));
-      console.log(`    ${c.name}: ${errors.map((e) => e.toExponential(1)).join(", ")}`);
-      for (const e of errors) assert.ok(e <= GRADIENT_TOLERANCE, `relative error ${e}`);
-    });
-  }
-});
+Deno.test("native matches cpu on the gradients of the other ops a ResNet step uses", (t) =>
+  expectOpGradientsMatchCpu(t, "native"));
 
-Deno.test("a conv/BN/relu/pad/conv/mean/dense training step on native matches cpu", async () => {
-  await tf.setBackend("cpu");
-  const reference = tinyNetwork();
-  const initial = await Promise.all(
-    reference.getWeights().map((w) => w.data() as Promise<Float32Array>),
-  );
-  const names = reference.weights.map((w) => w.name);
-  reference.dispose();
-
-  const cpu = await trainTiny("cpu", initial);
-  const native = await trainTiny("native", initial);
-  const gradientErrors = native.firstGradients.map((g, i) =>
-    relativeError(g, cpu.firstGradients[i])
-  );
-  const weightErrors = native.weights.map((w, i) => relativeError(w, cpu.weights[i]));
-  console.log(
-    `    losses cpu ${cpu.losses.join(", ")}\n    losses native ${native.losses.join(", ")}`,
-  );
-  for (const e of gradientErrors) {
-    assert.ok(e <= GRADIENT_TOLERANCE, `gradient relative error ${e}`);
-  }
-  weightErrors.forEach((e, i) =>
-    assert.ok(e <= STATE_TOLERANCE, `${names[i]} relative error ${e}`)
-  );
-  native.weights.forEach((w, i) =>
-    assert.ok(relativeError(w, initial[i]) > 1e-3, `${names[i]} did not change in 3 steps`)
-  );
-});
+Deno.test("a conv/BN/relu/pad/conv/mean/dense training step on native matches cpu", () =>
+  expectTinyTrainingMatchesCpu("native"));
 
 /** Batch-norm output, statistics and the gradients of sum(y * w) on one backend. */
 function batchNormResults(backend: Backend, shape: number[]): Promise<Float32Array[]> {

@@ -3,41 +3,17 @@ import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backend.ts";
 import { registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
 import {
-  CONV_CASES,
-  convGradients,
-  FORWARD_CASES,
-  GRADIENT_TOLERANCE,
+  expectConvGradientsMatchCpu,
+  expectForwardCasesMatchCpu,
+  expectOpGradientsMatchCpu,
+  expectTinyTrainingMatchesCpu,
   onBackend,
-  OP_CASES,
-  opGradients,
-  opValues,
-  relativeError,
-  STATE_TOLERANCE,
-  tinyNetwork,
-  trainTiny,
 } from "./kernel_parity.ts";
 
 await initBackend("wasm");
 
-Deno.test("registerWasmTrainingKernels() makes wasm conv2d gradients match the cpu backend", async (t) => {
-  for (const c of CONV_CASES) {
-    await t.step(c.name, async () => {
-      const [dxCpu, dFilterCpu] = await convGradients("cpu", c);
-      const [dxWasm, dFilterWasm] = await convGradients("wasm", c);
-      const dxError = relativeError(dxWasm, dxCpu);
-      const dFilterError = relativeError(dFilterWasm, dFilterCpu);
-      console.log(
-        `    ${c.name}: input grad ${dxError.toExponential(1)}, ` +
-          `filter grad ${dFilterError.toExponential(1)}`,
-      );
-      assert.ok(dxError <= GRADIENT_TOLERANCE, `input gradient relative error ${dxError}`);
-      assert.ok(
-        dFilterError <= GRADIENT_TOLERANCE,
-        `filter gradient relative error ${dFilterError}`,
-      );
-    });
-  }
-});
+Deno.test("registerWasmTrainingKernels() makes wasm conv2d gradients match the cpu backend", (t) =>
+  expectConvGradientsMatchCpu(t, "wasm"));
 
 const REPLACED = [
   "Conv2D",
@@ -138,64 +114,11 @@ Deno.test("wasm conv2d gradient kernels reject attributes they do not implement"
   }
 });
 
-Deno.test("wasm Tile, Sum and Mean (replaced or handed to the stock kernel) match cpu", async (t) => {
-  for (const c of FORWARD_CASES) {
-    await t.step(c.name, async () => {
-      const cpu = await opValues("cpu", c.shape, c.dtype, c.op);
-      const wasm = await opValues("wasm", c.shape, c.dtype, c.op);
-      assert.deepEqual(wasm.shape, cpu.shape);
-      const error = relativeError(wasm.values, cpu.values);
-      if (c.name.startsWith("tile")) {
-        assert.deepEqual(wasm.values, cpu.values); // tiling copies values exactly
-      } else {
-        assert.ok(error <= 1e-6, `relative error ${error}`);
-      }
-    });
-  }
-});
+Deno.test("wasm Tile, Sum, Mean and Slice (replaced or handed to the stock kernel) match cpu", (t) =>
+  expectForwardCasesMatchCpu(t, "wasm"));
 
-Deno.test("wasm matches cpu on the gradients of the other ops a ResNet step uses", async (t) => {
-  for (const c of OP_CASES) {
-    await t.step(c.name, async () => {
-      const cpu = await opGradients("cpu", c.shapes, c.op);
-      const wasm = await opGradients("wasm", c.shapes, c.op);
-      const errors = wasm.map((g, i) => relativeError(g, cpu[i]));
-      console.log(`    ${c.name}: ${errors.map((e) => e.toExponential(1)).join(", ")}`);
-      for (const e of errors) assert.ok(e <= GRADIENT_TOLERANCE, `relative error ${e}`);
-    });
-  }
-});
+Deno.test("wasm matches cpu on the gradients of the other ops a ResNet step uses", (t) =>
+  expectOpGradientsMatchCpu(t, "wasm"));
 
-Deno.test("a conv/BN/relu/pad/conv/mean/dense training step on wasm matches cpu", async () => {
-  await tf.setBackend("cpu");
-  const reference = tinyNetwork();
-  const initial = await Promise.all(
-    reference.getWeights().map((w) => w.data() as Promise<Float32Array>),
-  );
-  const names = reference.weights.map((w) => w.name);
-  reference.dispose();
-
-  const cpu = await trainTiny("cpu", initial);
-  const wasm = await trainTiny("wasm", initial);
-
-  const gradientErrors = wasm.firstGradients.map((g, i) => relativeError(g, cpu.firstGradients[i]));
-  const weightErrors = wasm.weights.map((w, i) => relativeError(w, cpu.weights[i]));
-  console.log(`    losses cpu ${cpu.losses.join(", ")}\n    losses wasm ${wasm.losses.join(", ")}`);
-  console.log(
-    `    first-step gradients: ${gradientErrors.map((e) => e.toExponential(1)).join(", ")}`,
-  );
-  names.forEach((name, i) =>
-    console.log(`    ${name} after 3 steps: ${weightErrors[i].toExponential(1)}`)
-  );
-  for (const e of gradientErrors) {
-    assert.ok(e <= GRADIENT_TOLERANCE, `gradient relative error ${e}`);
-  }
-  weightErrors.forEach((e, i) =>
-    assert.ok(e <= STATE_TOLERANCE, `${names[i]} relative error ${e}`)
-  );
-  // Guards against a vacuous comparison: every weight, BN statistics included, moved.
-  wasm.weights.forEach((w, i) =>
-    assert.ok(relativeError(w, initial[i]) > 1e-3, `${names[i]} did not change in 3 steps`)
-  );
-  assert.ok(wasm.losses[2] < wasm.losses[0], `expected the loss to fall but got ${wasm.losses}`);
-});
+Deno.test("a conv/BN/relu/pad/conv/mean/dense training step on wasm matches cpu", () =>
+  expectTinyTrainingMatchesCpu("wasm"));

@@ -12,19 +12,9 @@
  *
  * @module
  */
-import { NATIVE_LIBRARY_URL } from "../lib/native_kernels.ts";
+import { NATIVE_LIBRARY_URL, NATIVE_SYMBOLS } from "../lib/native_kernels.ts";
 
-const lib = Deno.dlopen(NATIVE_LIBRARY_URL, {
-  rn_conv2d: {
-    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "i32"],
-    result: "i32",
-  },
-  rn_conv2d_backprop_input: { parameters: ["buffer", "buffer", "buffer", "buffer"], result: "i32" },
-  rn_conv2d_backprop_filter: {
-    parameters: ["buffer", "buffer", "buffer", "buffer"],
-    result: "i32",
-  },
-}).symbols;
+const lib = Deno.dlopen(NATIVE_LIBRARY_URL, NATIVE_SYMBOLS).symbols;
 
 const shapes: [number, number, number, number][] = Deno.args.length > 0
   ? JSON.parse(Deno.args[0])
