@@ -155,6 +155,30 @@ export const CONV_CASES: ConvCase[] = [
     pad: "valid",
   },
   { name: "3x3 s1 'same'", x: [3, 16, 16, 8], filter: [3, 3, 8, 16], strides: 1, pad: "same" },
+  // The native backend's direct 3x3 kernels (stride 1, padding 1, Cout a
+  // multiple of 16, width a multiple of 4, up to 32 channels in): the model's
+  // stage-1 and stage-2 layers from width 16; then a width they do not take.
+  {
+    name: "3x3 s1 'same', 16->16 (direct)",
+    x: [3, 8, 8, 16],
+    filter: [3, 3, 16, 16],
+    strides: 1,
+    pad: "same",
+  },
+  {
+    name: "3x3 s1 'same', 32->32 (direct, two output blocks)",
+    x: [2, 8, 12, 32],
+    filter: [3, 3, 32, 32],
+    strides: 1,
+    pad: "same",
+  },
+  {
+    name: "3x3 s1 'same', 16->16, width 6 (not direct)",
+    x: [2, 5, 6, 16],
+    filter: [3, 3, 16, 16],
+    strides: 1,
+    pad: "same",
+  },
   {
     name: "3x3 s2 'same', odd size",
     x: [3, 15, 15, 8],
