@@ -27,6 +27,7 @@ import {
   RN_BATCH_NORM_BACKWARD,
   RN_BATCH_NORM_FORWARD,
   RN_MOMENTS,
+  RN_MOVING_AVERAGES,
 } from "./native_kernels.ts";
 
 /** What a training-mode batch norm returns: the output and the batch statistics it used. */
@@ -102,7 +103,8 @@ interface BatchNormLayerInternals {
  * {@linkcode batchNormTraining} whenever the native kernels are enabled, and
  * infer through the same forward kernel; returns the same layer. Its weights
  * and what it computes do not change: the moving statistics are updated exactly as the
- * stock layer does (`moving -= (moving - batch) * (1 - momentum)`).
+ * stock layer does (`moving -= (moving - batch) * (1 - momentum)`, one
+ * `RnMovingAverages` kernel for both).
  *
  * @throws {Error} If the layer normalises an axis other than the last, or has
  *   no gamma or beta (the fused kernels need both).
@@ -137,15 +139,14 @@ export function fuseBatchNormTraining<T extends tf.layers.Layer>(layer: T): T {
         bn.beta.read(),
         bn.epsilon,
       );
-      const decay = 1 - bn.momentum;
-      for (
-        const [moving, batch] of [[bn.movingMean, mean], [bn.movingVariance, variance]] as const
-      ) {
-        tf.tidy(() => {
-          const current = moving.read();
-          moving.write(tf.sub(current, tf.mul(tf.sub(current, batch), decay)));
-        });
-      }
+      const [movingMean, movingVariance] = tf.engine().runKernel(RN_MOVING_AVERAGES, {
+        movingMean: bn.movingMean.read(),
+        movingVariance: bn.movingVariance.read(),
+        mean,
+        variance,
+      }, { decay: 1 - bn.momentum }) as tf.Tensor[];
+      bn.movingMean.write(movingMean);
+      bn.movingVariance.write(movingVariance);
       return y;
     });
   };

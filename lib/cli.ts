@@ -38,6 +38,7 @@ Usage: deno task train [flags]
   --lr X              Adam learning rate (one-cycle: its peak) (default 0.001)
   --lr-schedule NAME  constant | onecycle                      (default constant)
   --label-smoothing X 0 <= X < 1                               (default 0)
+  --test-time-flip    score test images with their mirror images too (default off)
   --width N           ResNet-18 stem width; 64 is the article (default 64)
   --train-limit N     class-balanced subset of the 50,000 training images
   --test-limit N      class-balanced subset of the 10,000 test images
@@ -133,6 +134,7 @@ export function parseTrainArgs(args: string[], now = new Date()): TrainArgs {
         data: { type: "string" },
         md5: { type: "string" },
         out: { type: "string" },
+        "test-time-flip": { type: "boolean" },
         resume: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -159,6 +161,7 @@ export function parseTrainArgs(args: string[], now = new Date()): TrainArgs {
   if (v["label-smoothing"] !== undefined) {
     partial.labelSmoothing = parseNumber("label-smoothing", v["label-smoothing"], false);
   }
+  if (v["test-time-flip"] !== undefined) partial.testTimeFlip = v["test-time-flip"];
   let config: TrainConfig;
   try {
     config = makeConfig(partial);

@@ -48,7 +48,7 @@ import {
 } from "@tensorflow/tfjs-core";
 
 /** Must equal `rn_abi_version()` in `native/kernels.c`. */
-const ABI_VERSION = 4;
+const ABI_VERSION = 5;
 
 /** The library `deno task build:native` writes. */
 export const NATIVE_LIBRARY_URL = new URL("../native/build/libresnet_native.so", import.meta.url);
@@ -67,6 +67,10 @@ export const NATIVE_SYMBOLS = {
   },
   rn_sum_middle: { parameters: ["buffer", "buffer", "i32", "i32", "i32", "f32"], result: "void" },
   rn_moments: { parameters: ["buffer", "buffer", "buffer", "i32", "i32"], result: "void" },
+  rn_moving_averages: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", "i32", "f32"],
+    result: "void",
+  },
   rn_batchnorm_forward: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "f32", "buffer", "i32", "i32"],
     result: "void",
@@ -361,6 +365,11 @@ function reductionNative(kernelName: typeof Sum | typeof Mean): NativeKernelFunc
 
 /** Kernel names of the fused training-mode batch norm (see `batchnorm.ts`). */
 export const RN_MOMENTS = "RnMoments";
+/**
+ * A batch norm's moving mean and variance after one training batch,
+ * `moving - (moving - batch) * decay` (the stock layer's six kernels, in one).
+ */
+export const RN_MOVING_AVERAGES = "RnMovingAverages";
 /** y = (x - mean) / sqrt(variance + epsilon) * gamma + beta, channels last. */
 export const RN_BATCH_NORM_FORWARD = "RnBatchNormForward";
 /** dx, dgamma, dbeta of the forward, through the batch statistics. */
@@ -405,6 +414,30 @@ const momentsNative: KernelFunc = (args) => {
     channels,
   );
   return [mean, variance];
+};
+
+const movingAveragesNative: KernelFunc = (args) => {
+  const { movingMean, movingVariance, mean, variance } = args.inputs as Record<string, TensorInfo>;
+  const { decay } = args.attrs as { decay: number };
+  const channels = util.sizeFromShape(movingMean.shape);
+  for (const [name, info] of Object.entries({ movingMean, movingVariance, mean, variance })) {
+    checkVector(RN_MOVING_AVERAGES, name, info, channels);
+  }
+  const backend = args.backend as BackendWasm;
+  const meanOut = backend.makeOutput(movingMean.shape, "float32");
+  const varianceOut = backend.makeOutput(movingVariance.shape, "float32");
+  library!.rn_moving_averages(
+    heap(backend, movingMean),
+    heap(backend, movingVariance),
+    heap(backend, mean),
+    heap(backend, variance),
+    heap(backend, meanOut),
+    heap(backend, varianceOut),
+    channels,
+    // The stock layer multiplies by decay as a float32 scalar tensor.
+    Math.fround(decay),
+  );
+  return [meanOut, varianceOut];
 };
 
 const batchNormForwardNative: KernelFunc = (args) => {
@@ -586,6 +619,7 @@ const adamNative: KernelFunc = (args) => {
 export function registerNativeOnlyKernels(): void {
   const kernels: [string, KernelFunc][] = [
     [RN_MOMENTS, momentsNative],
+    [RN_MOVING_AVERAGES, movingAveragesNative],
     [RN_BATCH_NORM_FORWARD, batchNormForwardNative],
     [RN_BATCH_NORM_BACKWARD, batchNormBackwardNative],
     [RN_RELU_GRAD, reluGradNative],

@@ -205,11 +205,13 @@ export async function trainEpoch(
  * Evaluates on a split without augmentation, BatchNorm in inference mode.
  *
  * @param options.batchSize Images per forward pass. @default 500
+ * @param options.flip Score each image by the mean of its logits and its
+ *   mirror image's (see {@linkcode TrainConfig.testTimeFlip}). @default false
  */
 export async function evaluate(
   model: tf.LayersModel,
   split: Split,
-  options: { batchSize?: number } = {},
+  options: { batchSize?: number; flip?: boolean } = {},
 ): Promise<Evaluation> {
   const confusion = Array.from(
     { length: NUM_CLASSES },
@@ -224,7 +226,12 @@ export async function evaluate(
     })
   ) {
     const [loss, predicted] = tf.tidy(() => {
-      const logits = model.apply(x, { training: false }) as tf.Tensor2D;
+      let logits = model.apply(x, { training: false }) as tf.Tensor2D;
+      if (options.flip) {
+        // Axis 2 of NHWC is the width: the mirror image, as the training flip makes it.
+        const mirrored = model.apply(tf.reverse(x, 2), { training: false }) as tf.Tensor2D;
+        logits = tf.div(tf.add(logits, mirrored), 2);
+      }
       return [tf.mul(crossEntropy(logits, y), size), tf.argMax(logits, 1)];
     });
     const [lossValue, predictedValues, labels] = await Promise.all([
@@ -344,7 +351,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         },
       });
       const evalStart = performance.now();
-      evaluation = await evaluate(model, testSplit);
+      evaluation = await evaluate(model, testSplit, { flip: config.testTimeFlip });
       evalSeconds = (performance.now() - evalStart) / 1000;
       const record: EpochRecord = {
         epoch,
@@ -366,7 +373,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       }
       await callbacks.onEpochEnd?.(record, evaluation);
     }
-    evaluation ??= await evaluate(model, testSplit);
+    evaluation ??= await evaluate(model, testSplit, { flip: config.testTimeFlip });
     if (runDir !== null) await saveModel(model, `${runDir}/model`);
     return { model, history, evaluation, train: trainSplit, test: testSplit };
   } catch (error) {

@@ -35,7 +35,7 @@ typedef struct {
 } conv_t;
 
 /* Bumped whenever a signature or conv_t changes; the loader checks it. */
-int32_t rn_abi_version(void) { return 4; }
+int32_t rn_abi_version(void) { return 5; }
 
 /*
  * Threads: OpenBLAS is set to one thread, and each convolution splits its
@@ -548,6 +548,20 @@ void rn_moments(const float *x, float *mean, float *variance, int32_t m, int32_t
     variance[ch] = (float)(var > 0 ? var : 0);
   }
   free(sum);
+}
+
+/*
+ * The moving statistics' update, as tfjs's layer writes it in float32:
+ * out = moving - (moving - batch) * decay, both vectors of one batch norm in one call.
+ * (No FMA here: -std=c11 leaves a * b + c as two roundings, as tfjs's kernels do.)
+ */
+void rn_moving_averages(const float *moving_mean, const float *moving_variance,
+                        const float *mean, const float *variance, float *mean_out,
+                        float *variance_out, int32_t c, float decay) {
+  for (int ch = 0; ch < c; ch++) {
+    mean_out[ch] = moving_mean[ch] - (moving_mean[ch] - mean[ch]) * decay;
+    variance_out[ch] = moving_variance[ch] - (moving_variance[ch] - variance[ch]) * decay;
+  }
 }
 
 /* y = (x - mean) / sqrt(variance + epsilon) * gamma + beta, as one multiply-add per element. */

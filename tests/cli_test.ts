@@ -36,6 +36,7 @@ Deno.test("parseTrainArgs() reads every flag", () => {
     "onecycle",
     "--label-smoothing",
     "0.1",
+    "--test-time-flip",
     "--data",
     "x.tar.gz",
     "--out",
@@ -53,6 +54,7 @@ Deno.test("parseTrainArgs() reads every flag", () => {
     backend: "wasm",
     lrSchedule: "onecycle",
     labelSmoothing: 0.1,
+    testTimeFlip: true,
   };
   assert.deepEqual(args.config, expected);
   assert.deepEqual(args.overrides, expected);
@@ -69,6 +71,7 @@ Deno.test("parseTrainArgs() --preset fast sets the fast recipe, and flags overri
   assert.equal(fast.epochs, 4);
   assert.equal(fast.lrSchedule, "onecycle");
   assert.equal(fast.labelSmoothing, 0.1);
+  assert.equal(fast.testTimeFlip, true);
   const overridden = parseTrainArgs(["--epochs", "1", "--preset", "fast", "--width", "8"]);
   assert.equal(overridden.config.epochs, 1);
   assert.equal(overridden.config.width, 8);

@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backend.ts";
 import { batchNormTraining } from "../lib/batchnorm.ts";
 import { createOptimizer } from "../lib/train.ts";
-import { nativeKernelsEnabled } from "../lib/native_kernels.ts";
+import { nativeKernelsEnabled, RN_MOVING_AVERAGES } from "../lib/native_kernels.ts";
 import {
   type Backend,
   CONV_CASES,
@@ -184,6 +184,55 @@ Deno.test("native ReLU and its gradient keep tfjs's NaN and zero conventions", a
   const native = await run("native");
   assert.deepEqual(native, await run("cpu"));
   assert.deepEqual(native, [[NaN, 0, 0, 0, 2], [NaN, 0, 0, 0, 5]]);
+});
+
+Deno.test("RnMovingAverages equals the stock layer's update bit for bit", async () => {
+  const decay = 1 - 0.9;
+  const [moving, batch] = [pseudoRandom([2, 37], 60), pseudoRandom([2, 37], 61)];
+  const stock = (m: Float32Array, b: Float32Array) =>
+    tf.tidy(() => {
+      const current = tf.tensor1d(m);
+      return tf.sub(current, tf.mul(tf.sub(current, tf.tensor1d(b)), decay));
+    });
+  const cpu = await onBackend("cpu", async () => {
+    const out = [0, 1].map((i) =>
+      stock(moving.subarray(37 * i, 37 * (i + 1)), batch.subarray(37 * i, 37 * (i + 1)))
+    );
+    const values = await Promise.all(out.map((t) => t.data()));
+    tf.dispose(out);
+    return values;
+  });
+  const native = await onBackend("native", async () => {
+    const inputs = [
+      moving.subarray(0, 37),
+      moving.subarray(37),
+      batch.subarray(0, 37),
+      batch.subarray(37),
+    ]
+      .map((v) => tf.tensor1d(v));
+    const out = tf.engine().runKernel(RN_MOVING_AVERAGES, {
+      movingMean: inputs[0],
+      movingVariance: inputs[1],
+      mean: inputs[2],
+      variance: inputs[3],
+    }, { decay }) as tf.Tensor[];
+    const values = await Promise.all(out.map((t) => t.data()));
+    tf.dispose([...inputs, ...out]);
+    return values;
+  });
+  assert.deepEqual(native, cpu);
+  assert.throws(
+    () =>
+      tf.tidy(() =>
+        tf.engine().runKernel(RN_MOVING_AVERAGES, {
+          movingMean: tf.zeros([3]),
+          movingVariance: tf.zeros([3]),
+          mean: tf.zeros([4]),
+          variance: tf.zeros([3]),
+        }, { decay })
+      ),
+    /RnMovingAverages: expected mean to be float32 with 3 values \(one per channel\) but found float32 \[4\]/,
+  );
 });
 
 Deno.test("the tiny network in inference (moving statistics) on native matches cpu", async () => {

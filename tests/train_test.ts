@@ -5,7 +5,14 @@ import { CHECKPOINT_FILE, restoreCheckpoint } from "../lib/checkpoint.ts";
 import { makeConfig } from "../lib/config.ts";
 import { resnet18 } from "../lib/model.ts";
 import { loadModel } from "../lib/model_io.ts";
-import { createOptimizer, evaluate, NonFiniteLossError, train } from "../lib/train.ts";
+import { makeBatch } from "../lib/data.ts";
+import {
+  createOptimizer,
+  crossEntropy,
+  evaluate,
+  NonFiniteLossError,
+  train,
+} from "../lib/train.ts";
 import { syntheticSplit } from "./synthetic.ts";
 
 await initBackend("wasm");
@@ -169,6 +176,32 @@ Deno.test("evaluate() fills a confusion matrix whose diagonal gives the accuracy
     const diagonal = result.confusion.reduce((s, row, i) => s + row[i], 0);
     assert.equal(result.accuracy, diagonal / 40);
     assert.ok(Number.isFinite(result.loss) && result.loss > 0);
+  } finally {
+    model.dispose();
+  }
+});
+
+Deno.test("evaluate({ flip: true }) scores each image by the mean of its and its mirror's logits", async () => {
+  const model = resnet18({ width: 4, seed: 3 });
+  try {
+    const flipped = await evaluate(model, data.test, { batchSize: 16, flip: true });
+    const plain = await evaluate(model, data.test, { batchSize: 16 });
+    // The same scores computed by hand, in one batch.
+    const { x, y } = makeBatch(data.test, [...Array(data.test.count).keys()], { augment: false });
+    const [expectedLoss, predicted] = tf.tidy(() => {
+      const logits = tf.div(
+        tf.add(model.predict(x) as tf.Tensor2D, model.predict(tf.reverse(x, 2)) as tf.Tensor2D),
+        2,
+      ) as tf.Tensor2D;
+      return [crossEntropy(logits, y), tf.argMax(logits, 1)];
+    });
+    const [predictedValues, labels] = await Promise.all([predicted.data(), y.data()]);
+    const correct = Array.from(predictedValues).filter((p, i) => p === labels[i]).length;
+    assert.equal(flipped.accuracy, correct / data.test.count);
+    assert.ok(Math.abs(flipped.loss - (await expectedLoss.data())[0]) < 1e-5);
+    // An untrained network is not mirror-symmetric: the flip changes the scores.
+    assert.notEqual(flipped.loss, plain.loss);
+    tf.dispose([x, y, expectedLoss, predicted]);
   } finally {
     model.dispose();
   }
