@@ -22,6 +22,7 @@
 
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import {
+  Add,
   backend_util,
   Conv2D,
   type Conv2DAttrs,
@@ -38,6 +39,8 @@ import {
   type GradConfig,
   type KernelFunc,
   Mean,
+  PadV2,
+  type PadV2Attrs,
   registerGradient,
   registerKernel,
   Relu,
@@ -48,7 +51,7 @@ import {
 } from "@tensorflow/tfjs-core";
 
 /** Must equal `rn_abi_version()` in `native/kernels.c`. */
-const ABI_VERSION = 5;
+const ABI_VERSION = 6;
 
 /** The library `deno task build:native` writes. */
 export const NATIVE_LIBRARY_URL = new URL("../native/build/libresnet_native.so", import.meta.url);
@@ -92,6 +95,14 @@ export const NATIVE_SYMBOLS = {
     result: "i32",
   },
   rn_relu: { parameters: ["buffer", "buffer", "i32"], result: "void" },
+  rn_add: { parameters: ["buffer", "buffer", "buffer", "i32", "i32"], result: "void" },
+  rn_pad_hw: {
+    parameters: [
+      ...["buffer", "buffer", "i32", "i32", "i32", "i32"],
+      ...["i32", "i32", "i32", "i32", "f32"],
+    ],
+    result: "void",
+  },
   rn_adam: {
     parameters: [
       ...["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
@@ -511,6 +522,61 @@ const reluNative: NativeKernelFunc = (args) => {
   return y;
 };
 
+// ------------------------------------------------------------- add and pad
+
+/** float32 a + b of one shape, or b one value per channel of a (either way round). */
+const addNative: NativeKernelFunc = (args) => {
+  let { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+  if (!enabled || library === null || a.dtype !== "float32" || b.dtype !== "float32") return null;
+  const same = a.shape.join() === b.shape.join();
+  // A bias: b's shape is [C] (or [1, ..., 1, C]) and a's last axis is C.
+  const isChannels = (full: TensorInfo, vector: TensorInfo) =>
+    full.shape.length >= vector.shape.length && vector.shape.length >= 1 &&
+    vector.shape.slice(0, -1).every((d) => d === 1) &&
+    vector.shape.at(-1) === full.shape.at(-1) &&
+    util.sizeFromShape(full.shape) > util.sizeFromShape(vector.shape);
+  if (!same && isChannels(b, a)) [a, b] = [b, a];
+  if (!same && !isChannels(a, b)) return null;
+  const backend = args.backend as BackendWasm;
+  const out = backend.makeOutput(a.shape, "float32");
+  const n = util.sizeFromShape(a.shape);
+  library.rn_add(
+    heap(backend, a),
+    heap(backend, b),
+    heap(backend, out),
+    n,
+    same ? 0 : a.shape.at(-1)!,
+  );
+  return out;
+};
+
+/** Padding of an NHWC tensor's height and width only (ZeroPadding2D), float32. */
+const padNative: NativeKernelFunc = (args) => {
+  const { x } = args.inputs as { x: TensorInfo };
+  const { paddings, constantValue } = args.attrs as unknown as PadV2Attrs;
+  if (!enabled || library === null || x.dtype !== "float32" || x.shape.length !== 4) return null;
+  const [[n0, n1], [top, bottom], [left, right], [c0, c1]] = paddings;
+  if (n0 !== 0 || n1 !== 0 || c0 !== 0 || c1 !== 0) return null;
+  if (Math.min(top, bottom, left, right) < 0) return null;
+  const [n, h, w, c] = x.shape;
+  const backend = args.backend as BackendWasm;
+  const y = backend.makeOutput([n, h + top + bottom, w + left + right, c], "float32");
+  library.rn_pad_hw(
+    heap(backend, x),
+    heap(backend, y),
+    n,
+    h,
+    w,
+    c,
+    top,
+    bottom,
+    left,
+    right,
+    constantValue,
+  );
+  return y;
+};
+
 const reluGradNative: KernelFunc = (args) => {
   const { dy, x } = args.inputs as { dy: TensorInfo; x: TensorInfo };
   if (!enabled || library === null) {
@@ -655,4 +721,6 @@ export const NATIVE_KERNELS: ReadonlyMap<string, NativeKernelFunc> = new Map([
   [Sum, reductionNative(Sum)],
   [Mean, reductionNative(Mean)],
   [Relu, reluNative],
+  [Add, addNative],
+  [PadV2, padNative],
 ]);

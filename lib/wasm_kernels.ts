@@ -23,6 +23,7 @@
 
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import {
+  Add,
   backend_util,
   BatchMatMul,
   Concat,
@@ -41,6 +42,7 @@ import {
   Multiply,
   type NamedAttrMap,
   type NamedTensorInfoMap,
+  PadV2,
   registerKernel,
   Relu,
   Reshape,
@@ -679,6 +681,8 @@ const REPLACEMENTS: readonly { kernelName: string; kernelFunc: KernelFunc }[] = 
   { kernelName: Mean, kernelFunc: nativeFirst(Mean, reductionWasm(Mean)) },
   { kernelName: Identity, kernelFunc: identityWasm },
   { kernelName: Relu, kernelFunc: nativeFirst(Relu, stock(Relu)) },
+  { kernelName: Add, kernelFunc: nativeFirst(Add, stock(Add)) },
+  { kernelName: PadV2, kernelFunc: nativeFirst(PadV2, stock(PadV2)) },
   { kernelName: Slice, kernelFunc: sliceWasm },
 ];
 

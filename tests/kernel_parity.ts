@@ -381,6 +381,11 @@ export const OP_CASES: {
     op: (a, b) => tf.add(a, b),
   },
   {
+    name: "add a per-channel bias (the stem's conv)",
+    shapes: [[4, 6, 6, 8], [8]],
+    op: (a, b) => tf.add(a, b),
+  },
+  {
     name: "fused matMul + bias (Dense)",
     shapes: [[6, 16], [16, 10], [10]],
     op: (a, b, bias) => tf.fused.matMul({ a, b, bias }),

@@ -103,6 +103,48 @@ Deno.test("native hands what it does not implement to the wasm kernels, which ma
   }
 });
 
+Deno.test("native Add and PadV2 give cpu's values exactly, and hand on what they do not cover", async (t) => {
+  const cases: { name: string; shapes: number[][]; op: (...x: tf.Tensor[]) => tf.Tensor }[] = [
+    { name: "add, one shape", shapes: [[3, 5, 5, 8], [3, 5, 5, 8]], op: tf.add },
+    { name: "add a bias [C]", shapes: [[3, 5, 5, 8], [8]], op: tf.add },
+    { name: "add a bias [1, 1, 1, C], first", shapes: [[1, 1, 1, 8], [3, 5, 5, 8]], op: tf.add },
+    { name: "add, other broadcast (wasm)", shapes: [[4, 1, 3], [1, 5, 3]], op: tf.add },
+    {
+      name: "add int32 (wasm)",
+      shapes: [[6]],
+      op: (x) => tf.add(tf.cast(tf.mul(x, 100), "int32"), tf.tensor1d([1, 2, 3, 4, 5, 6], "int32")),
+    },
+    {
+      name: "pad height and width",
+      shapes: [[2, 5, 6, 3]],
+      op: (x) => tf.pad(x, [[0, 0], [1, 2], [3, 0], [0, 0]]),
+    },
+    {
+      name: "pad with a constant",
+      shapes: [[2, 4, 4, 3]],
+      op: (x) => tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], 1.5),
+    },
+    {
+      name: "pad channels (wasm)",
+      shapes: [[2, 4, 4, 3]],
+      op: (x) => tf.pad(x, [[0, 0], [1, 1], [0, 0], [0, 2]]),
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      const run = (backend: Backend) =>
+        onBackend(backend, async () => {
+          const inputs = c.shapes.map((shape, i) => tf.tensor(pseudoRandom(shape, 70 + i), shape));
+          const y = tf.tidy(() => c.op(...inputs));
+          const result = { shape: y.shape, values: Array.from(await y.data()) };
+          tf.dispose([...inputs, y]);
+          return result;
+        });
+      assert.deepEqual(await run("native"), await run("cpu"));
+    });
+  }
+});
+
 Deno.test("native Sum, Mean and Slice (native or handed on) match cpu", (t) =>
   expectForwardCasesMatchCpu(t, "native"));
 
