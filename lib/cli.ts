@@ -39,6 +39,7 @@ Usage: deno task train [flags]
   --lr-schedule NAME  constant | onecycle                      (default constant)
   --label-smoothing X 0 <= X < 1                               (default 0)
   --test-time-flip    score test images with their mirror images too (default off)
+  --crop-padding N    training crops shift by up to N pixels   (default 4)
   --width N           ResNet-18 stem width; 64 is the article (default 64)
   --train-limit N     class-balanced subset of the 50,000 training images
   --test-limit N      class-balanced subset of the 10,000 test images
@@ -74,6 +75,7 @@ const INT_FLAGS = {
   "train-limit": "trainLimit",
   "test-limit": "testLimit",
   seed: "seed",
+  "crop-padding": "cropPadding",
 } as const;
 
 function parseNumber(flag: string, value: string, integer: boolean): number {
@@ -129,6 +131,7 @@ export function parseTrainArgs(args: string[], now = new Date()): TrainArgs {
         width: { type: "string" },
         "train-limit": { type: "string" },
         "test-limit": { type: "string" },
+        "crop-padding": { type: "string" },
         seed: { type: "string" },
         backend: { type: "string" },
         data: { type: "string" },

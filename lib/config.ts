@@ -5,6 +5,7 @@
  * @module
  */
 import { BACKEND_NAMES, type BackendName } from "./backend.ts";
+import { MAX_CROP_PADDING } from "./data.ts";
 
 /** Everything a training run depends on. Functions take it as an argument; nothing reads a global. */
 export interface TrainConfig {
@@ -44,6 +45,13 @@ export interface TrainConfig {
    * @default false (the article)
    */
   testTimeFlip: boolean;
+  /**
+   * Training crops are random 32x32 windows of the image zero-padded by this
+   * many pixels on each side (so shifts of up to this many pixels); 0 leaves
+   * only the flip.
+   * @default 4 (the article's RandomCrop(32, padding=4))
+   */
+  cropPadding: number;
 }
 
 /** Learning-rate schedules {@linkcode TrainConfig.lrSchedule} accepts. */
@@ -64,6 +72,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   lrSchedule: "constant",
   labelSmoothing: 0,
   testTimeFlip: false,
+  cropPadding: 4,
 });
 
 /** Names {@linkcode PRESETS} accepts. */
@@ -87,7 +96,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<Partial<TrainConfig>>
     fast: Object.freeze({
       width: 16,
       batchSize: 128,
-      epochs: 4,
+      epochs: 5,
       learningRate: 0.004,
       lrSchedule: "onecycle",
       labelSmoothing: 0.1,
@@ -183,6 +192,14 @@ export function makeConfig(partial: Partial<TrainConfig> = {}): TrainConfig {
   if (!(config.labelSmoothing >= 0 && config.labelSmoothing < 1)) {
     throw new RangeError(
       `Expected labelSmoothing to be a number in [0, 1) but found ${config.labelSmoothing}`,
+    );
+  }
+  if (
+    !Number.isInteger(config.cropPadding) || config.cropPadding < 0 ||
+    config.cropPadding > MAX_CROP_PADDING
+  ) {
+    throw new RangeError(
+      `Expected cropPadding to be an integer in 0..${MAX_CROP_PADDING} but found ${config.cropPadding}`,
     );
   }
   if (typeof config.testTimeFlip !== "boolean") {

@@ -66,6 +66,8 @@ export const CIFAR10_CLASSES: readonly string[] = Object.freeze([
 
 /** Zero padding added on each side before a random 32x32 crop (the article's RandomCrop). */
 export const CROP_PADDING = 4;
+/** The most padding a crop may use: a window shifted further would hold less than half the image. */
+export const MAX_CROP_PADDING = 16;
 
 /** A set of images with their labels. */
 export interface Split {
@@ -89,15 +91,18 @@ export interface Cifar10 {
 
 /**
  * One training augmentation: where the 32x32 crop window sits in the
- * zero-padded 40x40 image, and whether the crop is then mirrored.
+ * zero-padded image (40x40 with the article's padding of 4), and whether the
+ * crop is then mirrored.
  */
 export interface AugmentParams {
-  /** Column of the crop window's left edge in the padded image, 0..8 (4 = no shift). */
+  /** Column of the crop window's left edge in the padded image, 0..2 * padding (padding = no shift). */
   dx: number;
-  /** Row of the crop window's top edge in the padded image, 0..8 (4 = no shift). */
+  /** Row of the crop window's top edge in the padded image, 0..2 * padding (padding = no shift). */
   dy: number;
   /** Mirror left-right after cropping. */
   flip: boolean;
+  /** Zeros added on each side before cropping. @default CROP_PADDING (4, the article's) */
+  padding?: number;
 }
 
 /** A batch as {@linkcode epochBatches} yields it; the caller disposes `x` and `y`. */
@@ -367,8 +372,13 @@ export function normalizeInto(src: Uint8Array, dst: Float32Array, dstOffset = 0)
  * ```
  */
 export function augmentInto(src: Uint8Array, dst: Uint8Array, params: AugmentParams): void {
-  const { dx, dy, flip } = params;
-  const maxOffset = 2 * CROP_PADDING;
+  const { dx, dy, flip, padding = CROP_PADDING } = params;
+  if (!isIntIn(padding, 0, MAX_CROP_PADDING)) {
+    throw new RangeError(
+      `Expected padding to be an integer in 0..${MAX_CROP_PADDING} but found ${padding}`,
+    );
+  }
+  const maxOffset = 2 * padding;
   if (!isIntIn(dx, 0, maxOffset) || !isIntIn(dy, 0, maxOffset)) {
     throw new RangeError(
       `Expected dx and dy to be integers in 0..${maxOffset} but found dx=${dx}, dy=${dy}`,
@@ -381,14 +391,14 @@ export function augmentInto(src: Uint8Array, dst: Uint8Array, params: AugmentPar
   }
   const size = IMAGE_SIZE;
   for (let y = 0; y < size; y++) {
-    const sy = y + dy - CROP_PADDING;
+    const sy = y + dy - padding;
     const row = y * size * CHANNELS;
     if (sy < 0 || sy >= size) {
       dst.fill(0, row, row + size * CHANNELS);
       continue;
     }
     for (let x = 0; x < size; x++) {
-      const sx = (flip ? size - 1 - x : x) + dx - CROP_PADDING;
+      const sx = (flip ? size - 1 - x : x) + dx - padding;
       const out = row + x * CHANNELS;
       if (sx < 0 || sx >= size) {
         dst[out] = dst[out + 1] = dst[out + 2] = 0;
@@ -406,7 +416,8 @@ export function augmentInto(src: Uint8Array, dst: Uint8Array, params: AugmentPar
  * Draws one image's augmentation in torchvision's order: crop row, crop
  * column, then the flip coin (p = 0.5).
  *
- * @param rng The generator to draw from (3 draws).
+ * @param rng The generator to draw from (3 draws, whatever the padding).
+ * @param padding Zeros on each side before the crop. @default CROP_PADDING
  * @returns The parameters for {@linkcode augmentInto}.
  *
  * @example
@@ -418,11 +429,11 @@ export function augmentInto(src: Uint8Array, dst: Uint8Array, params: AugmentPar
  * if (a.dx !== b.dx || a.dy !== b.dy || a.flip !== b.flip) throw new Error("not reproducible");
  * ```
  */
-export function drawAugmentation(rng: Rng): AugmentParams {
-  const dy = rng.int(2 * CROP_PADDING + 1);
-  const dx = rng.int(2 * CROP_PADDING + 1);
+export function drawAugmentation(rng: Rng, padding = CROP_PADDING): AugmentParams {
+  const dy = rng.int(2 * padding + 1);
+  const dx = rng.int(2 * padding + 1);
   const flip = rng.next() < 0.5;
-  return { dx, dy, flip };
+  return { dx, dy, flip, padding };
 }
 
 /**
@@ -431,7 +442,8 @@ export function drawAugmentation(rng: Rng): AugmentParams {
  *
  * @param split Where the images come from.
  * @param indices Which images, in batch order.
- * @param options `augment` turns on crop + flip, which needs `rng`.
+ * @param options `augment` turns on crop + flip, which needs `rng`; `cropPadding`
+ *   (default {@linkcode CROP_PADDING}) sets the crop's range.
  * @returns `x` [n, 32, 32, 3] float32 and `y` [n] int32; the caller disposes both.
  * @throws {RangeError} For no indices or an index outside the split.
  * @throws {TypeError} If `augment` is set without an `rng`.
@@ -449,9 +461,9 @@ export function drawAugmentation(rng: Rng): AugmentParams {
 export function makeBatch(
   split: Split,
   indices: ArrayLike<number>,
-  options: { augment: boolean; rng?: Rng },
+  options: { augment: boolean; rng?: Rng; cropPadding?: number },
 ): { x: tf.Tensor4D; y: tf.Tensor1D } {
-  const { augment, rng } = options;
+  const { augment, rng, cropPadding = CROP_PADDING } = options;
   if (augment && rng === undefined) {
     throw new TypeError("Expected an rng when augment is true but found none");
   }
@@ -472,7 +484,7 @@ export function makeBatch(
     }
     const image = split.images.subarray(index * IMAGE_BYTES, (index + 1) * IMAGE_BYTES);
     if (augmented !== null && rng !== undefined) {
-      augmentInto(image, augmented, drawAugmentation(rng));
+      augmentInto(image, augmented, drawAugmentation(rng, cropPadding));
       normalizeInto(augmented, x, i * IMAGE_BYTES);
     } else {
       normalizeInto(image, x, i * IMAGE_BYTES);
@@ -492,7 +504,8 @@ export function makeBatch(
  * so the run is reproducible from the rng's state.
  *
  * @param split The images to iterate over.
- * @param options `batchSize`; `rng` (`null`: dataset order, no augmentation); `augment`.
+ * @param options `batchSize`; `rng` (`null`: dataset order, no augmentation); `augment`;
+ *   `cropPadding` (default {@linkcode CROP_PADDING}).
  * @returns A generator of batches; the caller disposes each batch's tensors.
  * @throws {RangeError} If `batchSize` is not an integer >= 1.
  * @throws {TypeError} If `augment` is set and `rng` is null.
@@ -513,9 +526,9 @@ export function makeBatch(
  */
 export function epochBatches(
   split: Split,
-  options: { batchSize: number; rng: Rng | null; augment: boolean },
+  options: { batchSize: number; rng: Rng | null; augment: boolean; cropPadding?: number },
 ): Generator<Batch> {
-  const { batchSize, rng, augment } = options;
+  const { batchSize, rng, augment, cropPadding = CROP_PADDING } = options;
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new RangeError(`Expected batchSize to be an integer >= 1 but found ${batchSize}`);
   }
@@ -525,19 +538,18 @@ export function epochBatches(
   const order = new Uint32Array(split.count);
   for (let i = 0; i < order.length; i++) order[i] = i;
   if (rng !== null) rng.shuffle(order);
-  return batchesInOrder(split, order, batchSize, augment, rng ?? undefined);
+  return batchesInOrder(split, order, batchSize, { augment, rng: rng ?? undefined, cropPadding });
 }
 
 function* batchesInOrder(
   split: Split,
   order: Uint32Array,
   batchSize: number,
-  augment: boolean,
-  rng: Rng | undefined,
+  options: { augment: boolean; rng: Rng | undefined; cropPadding: number },
 ): Generator<Batch> {
   for (let start = 0; start < order.length; start += batchSize) {
     const indices = order.subarray(start, Math.min(start + batchSize, order.length));
-    const { x, y } = makeBatch(split, indices, { augment, rng });
+    const { x, y } = makeBatch(split, indices, options);
     yield { x, y, size: indices.length };
   }
 }

@@ -169,6 +169,8 @@ export async function trainEpoch(
     epoch: number;
     /** See {@linkcode TrainConfig.labelSmoothing}. @default 0 */
     labelSmoothing?: number;
+    /** See {@linkcode TrainConfig.cropPadding}. @default 4 */
+    cropPadding?: number;
     onBatch?: (batch: number, batches: number, stats: EpochTraining) => void | Promise<void>;
   },
 ): Promise<EpochTraining> {
@@ -333,6 +335,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         rng,
         epoch,
         labelSmoothing: config.labelSmoothing,
+        cropPadding: config.cropPadding,
         onBatch: (batch, _, stats) => {
           const remainingImages = (batches - batch) / batches * trainSplit.count +
             (config.epochs - epoch) * trainSplit.count;

@@ -37,6 +37,8 @@ Deno.test("parseTrainArgs() reads every flag", () => {
     "--label-smoothing",
     "0.1",
     "--test-time-flip",
+    "--crop-padding",
+    "2",
     "--data",
     "x.tar.gz",
     "--out",
@@ -55,6 +57,7 @@ Deno.test("parseTrainArgs() reads every flag", () => {
     lrSchedule: "onecycle",
     labelSmoothing: 0.1,
     testTimeFlip: true,
+    cropPadding: 2,
   };
   assert.deepEqual(args.config, expected);
   assert.deepEqual(args.overrides, expected);
@@ -68,7 +71,7 @@ Deno.test("parseTrainArgs() --preset fast sets the fast recipe, and flags overri
   assert.deepEqual(fast, { ...DEFAULT_CONFIG, ...PRESETS.fast });
   assert.equal(fast.width, 16);
   assert.equal(fast.batchSize, 128);
-  assert.equal(fast.epochs, 4);
+  assert.equal(fast.epochs, 5);
   assert.equal(fast.lrSchedule, "onecycle");
   assert.equal(fast.labelSmoothing, 0.1);
   assert.equal(fast.testTimeFlip, true);

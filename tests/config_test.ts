@@ -24,6 +24,21 @@ Deno.test("makeConfig() accepts the fast preset and rejects a bad schedule or sm
   }
 });
 
+Deno.test("makeConfig() checks cropPadding and testTimeFlip", () => {
+  assert.equal(makeConfig().cropPadding, 4);
+  assert.equal(makeConfig({ cropPadding: 0 }).cropPadding, 0);
+  for (const cropPadding of [-1, 1.5, 17]) {
+    assert.throws(() => makeConfig({ cropPadding }), {
+      name: "RangeError",
+      message: `Expected cropPadding to be an integer in 0..16 but found ${cropPadding}`,
+    });
+  }
+  assert.throws(() => makeConfig({ testTimeFlip: "yes" as unknown as boolean }), {
+    name: "RangeError",
+    message: "Expected testTimeFlip to be true or false but found yes",
+  });
+});
+
 Deno.test("learningRateAt() is constant for the article's schedule", () => {
   const config = { learningRate: 0.001, lrSchedule: "constant" } as const;
   for (const step of [0, 10, 1e6]) assert.equal(learningRateAt(config, step, 100), 0.001);

@@ -274,6 +274,48 @@ Deno.test("augmentInto() crops the zero-padded image and then flips it", async (
   });
 });
 
+Deno.test("augmentInto() and drawAugmentation() with a smaller crop padding", async (t) => {
+  const src = new Uint8Array(IMAGE_BYTES);
+  for (let y = 0; y < 32; y++) {
+    for (let x = 0; x < 32; x++) src.set([x, y, 200], at(x, y, 0));
+  }
+  const dst = new Uint8Array(IMAGE_BYTES);
+  await t.step("padding 2: dx = dy = 2 is the identity, dx = 0 shifts by 2", () => {
+    augmentInto(src, dst, { dx: 2, dy: 2, flip: false, padding: 2 });
+    assert.deepEqual(dst, src);
+    augmentInto(src, dst, { dx: 0, dy: 2, flip: false, padding: 2 });
+    assert.deepEqual([...dst.subarray(at(1, 0, 0), at(1, 0, 0) + 3)], [0, 0, 0]);
+    assert.deepEqual([...dst.subarray(at(2, 0, 0), at(2, 0, 0) + 3)], [0, 0, 200]);
+  });
+  await t.step("padding 0 leaves only the flip", () => {
+    augmentInto(src, dst, { dx: 0, dy: 0, flip: false, padding: 0 });
+    assert.deepEqual(dst, src);
+    const rng = new Rng(5);
+    for (let i = 0; i < 50; i++) {
+      const { dx, dy } = drawAugmentation(rng, 0);
+      assert.deepEqual([dx, dy], [0, 0]);
+    }
+  });
+  await t.step("draws stay within 0..2 * padding, and bad values are refused", () => {
+    const rng = new Rng(4);
+    const seen = new Set<number>();
+    for (let i = 0; i < 500; i++) {
+      const { dx, dy, padding } = drawAugmentation(rng, 2);
+      seen.add(dx).add(dy);
+      assert.equal(padding, 2);
+    }
+    assert.deepEqual([...seen].sort(), [0, 1, 2, 3, 4]);
+    assert.throws(() => augmentInto(src, dst, { dx: 5, dy: 0, flip: false, padding: 2 }), {
+      name: "RangeError",
+      message: "Expected dx and dy to be integers in 0..4 but found dx=5, dy=0",
+    });
+    assert.throws(() => augmentInto(src, dst, { dx: 0, dy: 0, flip: false, padding: 17 }), {
+      name: "RangeError",
+      message: "Expected padding to be an integer in 0..16 but found 17",
+    });
+  });
+});
+
 Deno.test("drawAugmentation() covers every offset and flips about half the time", () => {
   const rng = new Rng(3);
   const dxs = new Set<number>();
