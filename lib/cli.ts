@@ -31,14 +31,15 @@ export const TRAIN_USAGE =
 Usage: deno task train [flags]
 
   --preset NAME       article | fast; flags below override it  (default article)
-                      fast: width 16, batch 128, 4 epochs, lr 0.004 one-cycle,
-                      label smoothing 0.1 (accuracy per minute on a CPU)
+                      fast: width 16, batch 128, 5 epochs, lr 0.004 one-cycle,
+                      label smoothing 0.1, crop padding 2, test-time flip
+                      (accuracy per minute on a CPU)
   --epochs N          passes over the training set            (default 10)
   --batch-size N      images per Adam step                    (default 64)
   --lr X              Adam learning rate (one-cycle: its peak) (default 0.001)
   --lr-schedule NAME  constant | onecycle                      (default constant)
   --label-smoothing X 0 <= X < 1                               (default 0)
-  --test-time-flip    score test images with their mirror images too (default off)
+  --test-time-flip    score test images and their mirror images (default off)
   --crop-padding N    training crops shift by up to N pixels   (default 4)
   --width N           ResNet-18 stem width; 64 is the article (default 64)
   --train-limit N     class-balanced subset of the 50,000 training images

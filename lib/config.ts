@@ -101,6 +101,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<Partial<TrainConfig>>
       lrSchedule: "onecycle",
       labelSmoothing: 0.1,
       testTimeFlip: true,
+      cropPadding: 2,
     }),
   });
 

@@ -75,6 +75,7 @@ Deno.test("parseTrainArgs() --preset fast sets the fast recipe, and flags overri
   assert.equal(fast.lrSchedule, "onecycle");
   assert.equal(fast.labelSmoothing, 0.1);
   assert.equal(fast.testTimeFlip, true);
+  assert.equal(fast.cropPadding, 2);
   const overridden = parseTrainArgs(["--epochs", "1", "--preset", "fast", "--width", "8"]);
   assert.equal(overridden.config.epochs, 1);
   assert.equal(overridden.config.width, 8);
