@@ -125,7 +125,7 @@ interface ConvLayerInternals {
 }
 
 /**
- * Makes a conv layer run as `tf.conv2d` plus a bias add. The stock layer calls
+ * Makes a conv layer train as `tf.conv2d` plus a bias add. The stock layer calls
  * tfjs's fused conv op, whose gradient (a `tf.customGrad`) computes the
  * gradient of every input. At the stem that input is the image, and no weight
  * depends on it: its gradient was 6 % of a width-16 training step, thrown
@@ -140,8 +140,12 @@ function skipInputGradient(layer: tf.layers.Layer): tf.layers.Layer {
         `${layer.name} has ${c.dataFormat} and ${c.activation.getClassName()}`,
     );
   }
-  c.call = (inputs) =>
-    tf.tidy(() => {
+  const stock = c.call.bind(c);
+  c.call = (inputs, kwargs) => {
+    // Inference keeps the fused op: no gradient to skip, and the same numbers
+    // as the saved model, which loads as a stock layer.
+    if (!kwargs?.training) return stock(inputs, kwargs);
+    return tf.tidy(() => {
       const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D;
       const y = tf.conv2d(
         x,
@@ -153,6 +157,7 @@ function skipInputGradient(layer: tf.layers.Layer): tf.layers.Layer {
       );
       return c.bias === null ? y : tf.add(y, c.bias.read());
     });
+  };
   return layer;
 }
 
