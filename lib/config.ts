@@ -87,7 +87,7 @@ export type PresetName = "article" | "fast";
  *   one-cycle schedule peaking at 4x the article's rate, with label smoothing
  *   0.1, training crops shifted by at most 2 pixels (the article: 4), and each
  *   test image scored together with its mirror image. Measured (seed 0, the
- *   native backend on a 2-vCPU AMD EPYC, 335-366 img/s): 52.1 %, 66.2 %,
+ *   native backend on a 2-vCPU AMD EPYC, 336-377 img/s): 52.1 %, 66.2 %,
  *   74.8 %, 79.9 % and 81.9 % test accuracy after epochs 1 to 5, in 13 min 23 s
  *   of wall time (the README's results table). With the article's crop padding
  *   of 4 the same run ended at 80.2 %: in 5 epochs this small network underfits,
