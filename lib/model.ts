@@ -128,9 +128,9 @@ interface ConvLayerInternals {
  * Makes a conv layer train as `tf.conv2d` plus a bias add. The stock layer calls
  * tfjs's fused conv op, whose gradient (a `tf.customGrad`) computes the
  * gradient of every input. At the stem that input is the image, and no weight
- * depends on it: its gradient was 6 % of a width-16 training step, thrown
- * away. The unfused op's gradient is computed input by input, only where a
- * weight needs it. Same weights, same function.
+ * depends on it: every training step ran a full-size input-gradient
+ * convolution and threw it away. The unfused op's gradient is computed input
+ * by input, only where a weight needs it. Same weights, same function.
  */
 function skipInputGradient(layer: tf.layers.Layer): tf.layers.Layer {
   const c = layer as unknown as ConvLayerInternals;

@@ -688,10 +688,12 @@ const REPLACEMENTS: readonly { kernelName: string; kernelFunc: KernelFunc }[] = 
 
 /**
  * Installs fast `Conv2DBackpropFilter`, `Conv2DBackpropInput`, `Tile`, `Sum`,
- * `Mean` and `Identity` kernels on the `wasm` backend, replacing the stock ones
- * (missing, naive, copying element by element, and copying at all,
- * respectively); inputs the faster paths do not cover still go to the stock
- * kernels.
+ * `Mean`, `Identity` and `Slice` kernels on the `wasm` backend, replacing the
+ * stock ones (missing, naive, copying element by element, copying at all, and
+ * copying element by element); inputs the faster paths do not cover still go
+ * to the stock kernels. `Conv2D`, `FusedConv2D`, `Relu`, `Add` and `PadV2` are
+ * wrapped too: each tries its native kernel first (`native_kernels.ts`, only
+ * while the native backend is chosen), then runs the stock one.
  *
  * Call it after importing `@tensorflow/tfjs-backend-wasm` (which registers the
  * stock kernels), before or after `tf.setBackend("wasm")`. Safe to call any

@@ -225,8 +225,29 @@ static void pad_image(const float *image, float *padded, const conv_t *g) {
   }
 }
 
-/* -std=c11 turns off contracting a * b + c into one FMA; these loops want it. */
+/*
+ * -std=c11 makes GCC leave a * b + c as two roundings; these loops want one
+ * FMA (clang contracts within an expression by default).
+ */
+#if defined(__GNUC__) && !defined(__clang__)
 #define CONTRACT __attribute__((optimize("fp-contract=fast")))
+#else
+#define CONTRACT
+#endif
+
+/*
+ * Keeps two vectors in registers: GCC otherwise folds each reload into the
+ * FMAs as a memory operand, which doubled the loads, and loads, not FMAs,
+ * set the pace (16-channel forward 3.3-4.2 ms -> 1.9-2.3 ms at batch 64).
+ * The constraint names the vector registers of x86 ("x") and AArch64 ("w").
+ */
+#if defined(__x86_64__) || defined(__i386__)
+#define IN_REGISTERS(a, b) __asm__("" : "+x"(a), "+x"(b))
+#elif defined(__aarch64__)
+#define IN_REGISTERS(a, b) __asm__("" : "+w"(a), "+w"(b))
+#else
+#define IN_REGISTERS(a, b) ((void)0)
+#endif
 
 CONTRACT static void direct_forward_image(const float *padded, const float *filter, const float *bias,
                                  float *out, const conv_t *g, int relu) {
@@ -247,9 +268,7 @@ CONTRACT static void direct_forward_image(const float *padded, const float *filt
             const float *wp = filter + (size_t)(i * 3 + j) * c * cout + cb;
             for (int ci = 0; ci < c; ci++) {
               v8 w0 = load8(wp + (size_t)ci * cout), w1 = load8(wp + (size_t)ci * cout + 8);
-              /* Keeps the filter vectors in registers: folding them into each FMA as memory
-               * operands made twice the loads, and loads, not FMAs, set the pace. */
-              __asm__("" : "+x"(w0), "+x"(w1));
+              IN_REGISTERS(w0, w1);
               for (int p = 0; p < 4; p++) {
                 const v8 xv = splat8(xp[p * c + ci]);
                 acc[p][0] += xv * w0;
@@ -289,7 +308,7 @@ CONTRACT static void direct_filter_image(const float *padded, const float *dy, f
           const float *drow = dy + (size_t)ho * g->w * cout + cb;
           for (int wo = 0; wo < g->w; wo++) {
             v8 d0 = load8(drow + (size_t)wo * cout), d1 = load8(drow + (size_t)wo * cout + 8);
-            __asm__("" : "+x"(d0), "+x"(d1));
+            IN_REGISTERS(d0, d1);
             const float *xp = xrow + (size_t)wo * c;
             for (int q = 0; q < 4; q++) {
               const v8 xv = splat8(xp[q]);
