@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { BENCH_USAGE, parseBenchArgs, runBench } from "../lib/bench.ts";
-import { runMain } from "../lib/cli.ts";
+import { BENCH_USAGE, parseBenchArgs, runBench } from "../lib/report/bench.ts";
+import { runMain } from "../lib/cli/flags.ts";
 
 async function main(argv: string[]): Promise<number> {
   const options = parseBenchArgs(argv);

@@ -9,9 +9,9 @@
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { flagError, runMain, UsageError } from "../lib/cli.ts";
+import { flagError, runMain, UsageError } from "../lib/cli/flags.ts";
 import { CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, IMAGE_SIZE } from "../lib/data.ts";
-import { DEFAULT_TOP_K, modelFolder } from "../lib/predict.ts";
+import { DEFAULT_TOP_K, modelFolder } from "../lib/predict/classify.ts";
 
 const USAGE = `Serve a page that classifies photos in the browser with a trained model.
 
@@ -50,7 +50,7 @@ async function routes(model: string): Promise<Map<string, string>> {
   const table = new Map<string, string>([
     ["/", fileURLToPath(new URL("index.html", WEB))],
     ["/app.js", fileURLToPath(new URL("app.js", WEB))],
-    ["/preprocess.js", fileURLToPath(new URL("preprocess.js", WEB))],
+    ["/preprocess.js", fileURLToPath(new URL("../lib/predict/preprocess.js", import.meta.url))],
     ["/tf.min.js", tfjsBundlePath()],
     ["/model/model.json", `${model}/model.json`],
   ]);

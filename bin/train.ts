@@ -4,13 +4,13 @@
  *
  * @module
  */
-import { initBackend } from "../lib/backend.ts";
-import { parseTrainArgs, runMain, TRAIN_USAGE, UsageError } from "../lib/cli.ts";
-import { makeConfig, type TrainConfig } from "../lib/config.ts";
+import { initBackend } from "../lib/backends/init.ts";
+import { parseTrainArgs, runMain, TRAIN_USAGE, UsageError } from "../lib/cli/flags.ts";
+import { makeConfig, type TrainConfig } from "../lib/train/config.ts";
 import { loadCifar10 } from "../lib/data.ts";
-import { writeTextFileAtomic } from "../lib/atomic.ts";
-import { confusionSvg, curvesSvg, perClassSvg } from "../lib/figures.ts";
-import { formatDuration, ProgressLine } from "../lib/progress.ts";
+import { writeTextFileAtomic } from "../lib/io/atomic.ts";
+import { confusionSvg, curvesSvg, perClassSvg } from "../lib/report/figures.ts";
+import { formatDuration, ProgressLine } from "../lib/report/progress.ts";
 import { NonFiniteLossError, train } from "../lib/train.ts";
 
 async function main(argv: string[]): Promise<number> {

@@ -16,25 +16,18 @@ import {
   CIFAR10_TRAIN_FILES,
   type LoadOptions,
   openCifar10Files,
-} from "./download.ts";
-import { Rng } from "./rng.ts";
+} from "./io/download.ts";
+import { Rng } from "./train/rng.ts";
+import {
+  CHANNELS,
+  IMAGE_BYTES,
+  IMAGE_SIZE,
+  NUM_CLASSES,
+  RECORD_BYTES,
+} from "./io/cifar10_format.ts";
 
-export type { LoadOptions } from "./download.ts";
-
-/** Images are IMAGE_SIZE x IMAGE_SIZE pixels. */
-export const IMAGE_SIZE = 32;
-
-/** Colour channels (R, G, B). */
-export const CHANNELS = 3;
-
-/** Classes, labelled 0 to NUM_CLASSES - 1. */
-export const NUM_CLASSES = 10;
-
-/** Bytes of one image: 32 * 32 * 3 = 3072. */
-export const IMAGE_BYTES = IMAGE_SIZE * IMAGE_SIZE * CHANNELS;
-
-/** Bytes of one record in a batch file: 1 label byte, then the image as R, G, B planes. */
-export const RECORD_BYTES = 1 + IMAGE_BYTES;
+export type { LoadOptions } from "./io/download.ts";
+export { CHANNELS, IMAGE_BYTES, IMAGE_SIZE, NUM_CLASSES, RECORD_BYTES };
 
 /** Per-channel mean of the training set, on the 0..1 scale (the article's Normalize). */
 export const CIFAR10_MEAN: readonly [number, number, number] = Object.freeze([
@@ -113,6 +106,27 @@ export interface Batch {
   y: tf.Tensor1D;
   /** Number of images in this batch (the last one may be smaller). */
   size: number;
+}
+
+/**
+ * Image `index` of a split: its 3072 bytes, `[32, 32, 3]` NHWC (a view, no copy).
+ *
+ * @throws {RangeError} If `index` is not an integer in `0..split.count - 1`.
+ *
+ * @example
+ * ```ts
+ * import { imageAt } from "./data.ts";
+ * const split = { images: new Uint8Array(2 * 3072).fill(7), labels: new Uint8Array(2), count: 2 };
+ * console.log(imageAt(split, 1).length); // 3072
+ * ```
+ */
+export function imageAt(split: Split, index: number): Uint8Array {
+  if (!Number.isInteger(index) || index < 0 || index >= split.count) {
+    throw new RangeError(
+      `Expected an image index in 0..${split.count - 1} but found ${index}`,
+    );
+  }
+  return split.images.subarray(index * IMAGE_BYTES, (index + 1) * IMAGE_BYTES);
 }
 
 /**
@@ -305,7 +319,7 @@ export function limitSplit(split: Split, limit: number, seed: number): Split {
   const subset = allocateSplit(chosen.length);
   chosen.forEach((index, i) => {
     subset.images.set(
-      split.images.subarray(index * IMAGE_BYTES, (index + 1) * IMAGE_BYTES),
+      imageAt(split, index),
       i * IMAGE_BYTES,
     );
     subset.labels[i] = split.labels[index];
@@ -423,7 +437,8 @@ export function augmentInto(src: Uint8Array, dst: Uint8Array, params: AugmentPar
  * @example
  * ```ts
  * import { drawAugmentation } from "./data.ts";
- * import { Rng } from "./rng.ts";
+ * import { Rng } from "./train/rng.ts";
+import { CHANNELS, IMAGE_BYTES, IMAGE_SIZE, NUM_CLASSES, RECORD_BYTES } from "./io/cifar10_format.ts";
  * const a = drawAugmentation(new Rng(1));
  * const b = drawAugmentation(new Rng(1));
  * if (a.dx !== b.dx || a.dy !== b.dy || a.flip !== b.flip) throw new Error("not reproducible");
@@ -482,7 +497,7 @@ export function makeBatch(
         } but found ${index} at position ${i}`,
       );
     }
-    const image = split.images.subarray(index * IMAGE_BYTES, (index + 1) * IMAGE_BYTES);
+    const image = imageAt(split, index);
     if (augmented !== null && rng !== undefined) {
       augmentInto(image, augmented, drawAugmentation(rng, cropPadding));
       normalizeInto(augmented, x, i * IMAGE_BYTES);
@@ -513,7 +528,8 @@ export function makeBatch(
  * @example
  * ```ts
  * import { epochBatches } from "./data.ts";
- * import { Rng } from "./rng.ts";
+ * import { Rng } from "./train/rng.ts";
+import { CHANNELS, IMAGE_BYTES, IMAGE_SIZE, NUM_CLASSES, RECORD_BYTES } from "./io/cifar10_format.ts";
  * const split = { images: new Uint8Array(5 * 3072), labels: new Uint8Array(5), count: 5 };
  * const sizes = [];
  * for (const { x, y, size } of epochBatches(split, { batchSize: 2, rng: new Rng(0), augment: true })) {

@@ -26,19 +26,19 @@
  *
  * @module
  */
-export * from "./atomic.ts";
-export * from "./backend.ts";
-export * from "./checkpoint.ts";
-export * from "./config.ts";
+export * from "./io/atomic.ts";
+export * from "./backends/init.ts";
+export * from "./train/checkpoint.ts";
+export * from "./train/config.ts";
 export * from "./data.ts";
-export * from "./download.ts";
-export * from "./figures.ts";
+export * from "./io/download.ts";
+export * from "./report/figures.ts";
 export * from "./model.ts";
-export * from "./model_io.ts";
-export * from "./png.ts";
-export * from "./predict.ts";
-export * from "./rng.ts";
-export * from "./safetensors.ts";
-export * from "./tar.ts";
-export * from "./torch_weights.ts";
+export * from "./io/tfjs_model.ts";
+export * from "./io/png.ts";
+export * from "./predict/classify.ts";
+export * from "./train/rng.ts";
+export * from "./io/safetensors.ts";
+export * from "./io/tar.ts";
+export * from "./io/torch_weights.ts";
 export * from "./train.ts";

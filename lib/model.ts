@@ -7,8 +7,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { fuseBatchNormTraining } from "./batchnorm.ts";
-import { IMAGE_SIZE, NUM_CLASSES } from "./data.ts";
+import { fuseBatchNormTraining } from "./backends/native/batchnorm.ts";
+import { IMAGE_SIZE, NUM_CLASSES } from "./io/cifar10_format.ts";
 
 /** One stage of residual blocks: how many, how wide (as a multiple of the stem width), first stride. */
 export interface StageSpec {

@@ -6,21 +6,21 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { applyAdamNative, nativeAdamAvailable } from "./native_adam.ts";
+import { applyAdamNative, nativeAdamAvailable } from "./backends/native/adam.ts";
 import {
   CHECKPOINT_FILE,
   type EpochRecord,
   restoreCheckpoint,
   saveCheckpoint,
-} from "./checkpoint.ts";
-import { writeTextFileAtomic } from "./atomic.ts";
-import { learningRateAt, type TrainConfig } from "./config.ts";
+} from "./train/checkpoint.ts";
+import { writeTextFileAtomic } from "./io/atomic.ts";
+import { learningRateAt, type TrainConfig } from "./train/config.ts";
 import { epochBatches, limitSplit, NUM_CLASSES, type Split } from "./data.ts";
 import { resnet18 } from "./model.ts";
-import { saveModel } from "./model_io.ts";
-import { Rng } from "./rng.ts";
+import { saveModel } from "./io/tfjs_model.ts";
+import { Rng } from "./train/rng.ts";
 
-export type { EpochRecord } from "./checkpoint.ts";
+export type { EpochRecord } from "./train/checkpoint.ts";
 
 /** Progress after one training batch, for a progress bar or a live notebook display. */
 export interface BatchProgress {

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
-import { type BackendName, initBackend } from "../lib/backend.ts";
-import { loadNativeLibrary, nativeKernelsEnabled } from "../lib/native_kernels.ts";
-import { defaultWasmThreads } from "../lib/wasm_threads.ts";
+import { type BackendName, initBackend } from "../lib/backends/init.ts";
+import { loadNativeLibrary, nativeKernelsEnabled } from "../lib/backends/native/kernels.ts";
+import { defaultWasmThreads } from "../lib/backends/wasm/threads.ts";
 
 /** This checkout's node_modules, the only folder the wasm backend needs to read. */
 const NODE_MODULES = (() => {

@@ -6,8 +6,8 @@ import {
   PEER_PYTHON,
   randomSplit,
   runPeer,
-} from "../lib/bench.ts";
-import { UsageError } from "../lib/cli.ts";
+} from "../lib/report/bench.ts";
+import { UsageError } from "../lib/cli/flags.ts";
 
 const ROOT = new URL("..", import.meta.url);
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { parseTrainArgs, UsageError } from "../lib/cli.ts";
-import { DEFAULT_CONFIG, PRESETS } from "../lib/config.ts";
+import { parseTrainArgs, UsageError } from "../lib/cli/flags.ts";
+import { DEFAULT_CONFIG, PRESETS } from "../lib/train/config.ts";
 
 Deno.test("parseTrainArgs() defaults to the article's settings", () => {
   const args = parseTrainArgs([], new Date(2026, 0, 2, 3, 4, 5));

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { createOptimizer, crossEntropy } from "../lib/train.ts";
-import { DEFAULT_CONFIG, learningRateAt, makeConfig, PRESETS } from "../lib/config.ts";
+import { DEFAULT_CONFIG, learningRateAt, makeConfig, PRESETS } from "../lib/train/config.ts";
 
 Deno.test("makeConfig() defaults keep the article's constant rate and plain cross-entropy", () => {
   const config = makeConfig();

@@ -18,7 +18,7 @@ import {
   RECORD_BYTES,
   type Split,
 } from "../lib/data.ts";
-import { Rng } from "../lib/rng.ts";
+import { Rng } from "../lib/train/rng.ts";
 
 await tf.setBackend("cpu");
 

@@ -14,7 +14,7 @@ import {
   CIFAR10_URL,
   downloadFile,
   type DownloadProgress,
-} from "../lib/download.ts";
+} from "../lib/io/download.ts";
 
 const REAL_ARCHIVE = new URL("../../shared/data/cifar-10-binary.tar.gz", import.meta.url);
 const REAL_MD5 = "ef76c885e8d3c62d86803b623b0861a7";

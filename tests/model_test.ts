@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../lib/backend.ts";
+import { initBackend } from "../lib/backends/init.ts";
 import {
   ARTICLE_PYTORCH_PARAMETERS,
   countTrainableParameters,

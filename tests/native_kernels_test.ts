@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../lib/backend.ts";
-import { batchNormTraining } from "../lib/batchnorm.ts";
+import { initBackend } from "../lib/backends/init.ts";
+import { batchNormTraining } from "../lib/backends/native/batchnorm.ts";
 import { createOptimizer } from "../lib/train.ts";
-import { nativeKernelsEnabled, RN_MOVING_AVERAGES } from "../lib/native_kernels.ts";
+import { nativeKernelsEnabled, RN_MOVING_AVERAGES } from "../lib/backends/native/kernels.ts";
 import {
   type Backend,
   CONV_CASES,
@@ -17,7 +17,7 @@ import {
   pseudoRandom,
   relativeError,
   tinyNetwork,
-} from "./kernel_parity.ts";
+} from "./support/kernel_parity.ts";
 
 // CI builds the library first (`deno task test` runs `build:native`); a
 // missing library fails here, with the command that builds it.

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../lib/backend.ts";
-import { makeConfig } from "../lib/config.ts";
+import { initBackend } from "../lib/backends/init.ts";
+import { makeConfig } from "../lib/train/config.ts";
 import {
   augmentInto,
   CIFAR10_CLASSES,
@@ -32,8 +32,8 @@ import {
   RecordingSink,
   setDisplaySink,
   trainLimitForBudget,
-} from "../lib/notebook.ts";
-import { Rng } from "../lib/rng.ts";
+} from "../lib/notebook/display.ts";
+import { Rng } from "../lib/train/rng.ts";
 import { evaluate } from "../lib/train.ts";
 import { checkNotebook, REQUIRED_FIGURES } from "../tools/check_notebook.ts";
 import {
@@ -42,7 +42,7 @@ import {
   runCellsHeadless,
   withFinalNewlines,
 } from "../tools/notebook.ts";
-import { syntheticSplit } from "./synthetic.ts";
+import { syntheticSplit } from "./support/synthetic.ts";
 
 await initBackend("cpu");
 

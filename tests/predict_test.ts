@@ -6,11 +6,11 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { encode as encodeFastPng } from "fast-png";
 import jpeg from "jpeg-js";
-import { initBackend } from "../lib/backend.ts";
+import { initBackend } from "../lib/backends/init.ts";
 import { CIFAR10_CLASSES, IMAGE_BYTES, normalizeInto } from "../lib/data.ts";
 import { resnet18 } from "../lib/model.ts";
-import { saveModel } from "../lib/model_io.ts";
-import { encodePng } from "../lib/png.ts";
+import { saveModel } from "../lib/io/tfjs_model.ts";
+import { encodePng } from "../lib/io/png.ts";
 import {
   classifyImageFile,
   classifyImageFiles,
@@ -25,8 +25,8 @@ import {
   orient,
   toCifarPixels,
   topK,
-} from "../lib/predict.ts";
-import { normalizeRgb } from "../web/preprocess.js";
+} from "../lib/predict/classify.ts";
+import { normalizeRgb } from "../lib/predict/preprocess.js";
 
 await initBackend("cpu");
 

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../lib/backend.ts";
+import { initBackend } from "../lib/backends/init.ts";
 import {
   createConvStack,
   disposeConvStack,
   layerGradientNorms,
   residualDemo,
   stackLoss,
-} from "../lib/residual_demo.ts";
+} from "../lib/notebook/residual_demo.ts";
 
 await initBackend("cpu");
 

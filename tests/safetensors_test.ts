@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { decodeSafetensors, encodeSafetensors, type NamedArray } from "../lib/safetensors.ts";
+import { decodeSafetensors, encodeSafetensors, type NamedArray } from "../lib/io/safetensors.ts";
 
 Deno.test("encodeSafetensors() round-trips tensors and metadata with an 8-byte aligned header", () => {
   const tensors = new Map<string, NamedArray>([

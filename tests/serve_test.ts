@@ -6,17 +6,17 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../lib/backend.ts";
+import { initBackend } from "../lib/backends/init.ts";
 import { CIFAR10_CLASSES } from "../lib/data.ts";
 import { resnet18 } from "../lib/model.ts";
-import { saveModel } from "../lib/model_io.ts";
-import { encodePng } from "../lib/png.ts";
+import { saveModel } from "../lib/io/tfjs_model.ts";
+import { encodePng } from "../lib/io/png.ts";
 import {
   classifyPixels,
   type ClassProbability,
   decodeImage,
   toCifarPixels,
-} from "../lib/predict.ts";
+} from "../lib/predict/classify.ts";
 
 await initBackend("cpu");
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { extractTar, readTar, readTarFiles, safeTarPath, type TarEntry } from "../lib/tar.ts";
+import { extractTar, readTar, readTarFiles, safeTarPath, type TarEntry } from "../lib/io/tar.ts";
 
 // A tiny ustar writer, independent of the reader, so the reader is checked against the format.
 

@@ -4,15 +4,15 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../lib/backend.ts";
+import { initBackend } from "../lib/backends/init.ts";
 import { resnet18 } from "../lib/model.ts";
-import { decodeSafetensors, encodeSafetensors, type NamedArray } from "../lib/safetensors.ts";
+import { decodeSafetensors, encodeSafetensors, type NamedArray } from "../lib/io/safetensors.ts";
 import {
   exportTorchSafetensors,
   importTorchSafetensors,
   loadTorchStateDict,
   toTorchStateDict,
-} from "../lib/torch_weights.ts";
+} from "../lib/io/torch_weights.ts";
 
 await initBackend("cpu");
 

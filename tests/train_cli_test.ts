@@ -4,8 +4,8 @@
  * then continued with --resume.
  */
 import assert from "node:assert/strict";
-import { initBackend } from "../lib/backend.ts";
-import { makeConfig } from "../lib/config.ts";
+import { initBackend } from "../lib/backends/init.ts";
+import { makeConfig } from "../lib/train/config.ts";
 import { loadCifar10 } from "../lib/data.ts";
 import { train } from "../lib/train.ts";
 

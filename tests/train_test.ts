@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../lib/backend.ts";
-import { CHECKPOINT_FILE, restoreCheckpoint } from "../lib/checkpoint.ts";
-import { makeConfig } from "../lib/config.ts";
+import { initBackend } from "../lib/backends/init.ts";
+import { CHECKPOINT_FILE, restoreCheckpoint } from "../lib/train/checkpoint.ts";
+import { makeConfig } from "../lib/train/config.ts";
 import { resnet18 } from "../lib/model.ts";
-import { loadModel } from "../lib/model_io.ts";
+import { loadModel } from "../lib/io/tfjs_model.ts";
 import { makeBatch } from "../lib/data.ts";
 import {
   createOptimizer,
@@ -13,7 +13,7 @@ import {
   NonFiniteLossError,
   train,
 } from "../lib/train.ts";
-import { syntheticSplit } from "./synthetic.ts";
+import { syntheticSplit } from "./support/synthetic.ts";
 
 await initBackend("wasm");
 

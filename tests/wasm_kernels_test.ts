@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../lib/backend.ts";
-import { registerWasmTrainingKernels } from "../lib/wasm_kernels.ts";
+import { initBackend } from "../lib/backends/init.ts";
+import { registerWasmTrainingKernels } from "../lib/backends/wasm/kernels.ts";
 import {
   expectConvGradientsMatchCpu,
   expectForwardCasesMatchCpu,
   expectOpGradientsMatchCpu,
   expectTinyTrainingMatchesCpu,
   onBackend,
-} from "./kernel_parity.ts";
+} from "./support/kernel_parity.ts";
 
 await initBackend("wasm");
 

@@ -6,7 +6,7 @@ import {
   MAX_WASM_THREADS,
   readWorkerScript,
   WASM_PACKAGE_SCRIPT,
-} from "../lib/wasm_threads.ts";
+} from "../lib/backends/wasm/threads.ts";
 
 const ROOT = new URL("..", import.meta.url);
 const PACKAGE_SCRIPT = fileURLToPath(

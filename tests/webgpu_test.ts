@@ -5,12 +5,12 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../lib/backend.ts";
+import { initBackend } from "../lib/backends/init.ts";
 import { makeBatch } from "../lib/data.ts";
 import { resnet18 } from "../lib/model.ts";
 import { createOptimizer, crossEntropy, evaluate, train, trainStep } from "../lib/train.ts";
-import { makeConfig } from "../lib/config.ts";
-import { syntheticSplit } from "./synthetic.ts";
+import { makeConfig } from "../lib/train/config.ts";
+import { syntheticSplit } from "./support/synthetic.ts";
 
 const adapter = await navigator.gpu?.requestAdapter().catch(() => null) ?? null;
 const WIDTH = 4;

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { NATIVE_LIBRARY_URL, NATIVE_SYMBOLS } from "../lib/native_kernels.ts";
+import { NATIVE_LIBRARY_URL, NATIVE_SYMBOLS } from "../lib/backends/native/kernels.ts";
 
 const lib = Deno.dlopen(NATIVE_LIBRARY_URL, NATIVE_SYMBOLS).symbols;
 

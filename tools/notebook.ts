@@ -71,7 +71,7 @@ export function absolutizeImports(source: string, baseUrl: URL): string {
  * @returns The module's source.
  */
 export function cellsToModule(notebook: Notebook, notebookUrl: URL): string {
-  const lib = new URL("../lib/notebook.ts", import.meta.url).href;
+  const lib = new URL("../lib/notebook/display.ts", import.meta.url).href;
   const parts = [
     `import { RecordingSink as __RecordingSink, setDisplaySink as __setDisplaySink } from "${lib}";`,
     `const __sink = new __RecordingSink({ print: true });`,

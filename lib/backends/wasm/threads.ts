@@ -53,7 +53,7 @@ const WORKER_SCRIPT_DECLARATION = /^var wasmWorkerContents = ("(?:[^"\\]|\\.)*")
  *
  * @example
  * ```ts
- * import { defaultWasmThreads, MAX_WASM_THREADS } from "./wasm_threads.ts";
+ * import { defaultWasmThreads, MAX_WASM_THREADS } from "./threads.ts";
  * const threads = defaultWasmThreads();
  * if (threads < 1 || threads > MAX_WASM_THREADS) throw new Error(`bad default ${threads}`);
  * ```
@@ -193,7 +193,7 @@ function pthreadWorkerConstructor(
  * ```ts ignore
  * import * as tf from "@tensorflow/tfjs";
  * import * as wasm from "@tensorflow/tfjs-backend-wasm";
- * import { withPthreadWorkers } from "./wasm_threads.ts";
+ * import { withPthreadWorkers } from "./threads.ts";
  *
  * tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", true);
  * wasm.setThreadsCount(2);

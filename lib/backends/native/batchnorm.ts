@@ -28,7 +28,7 @@ import {
   RN_BATCH_NORM_FORWARD,
   RN_MOMENTS,
   RN_MOVING_AVERAGES,
-} from "./native_kernels.ts";
+} from "./kernels.ts";
 
 /** What a training-mode batch norm returns: the output and the batch statistics it used. */
 export interface BatchNormTraining {

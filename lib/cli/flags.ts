@@ -5,7 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { makeConfig, type PresetName, PRESETS, type TrainConfig } from "./config.ts";
+import { makeConfig, type PresetName, PRESETS, type TrainConfig } from "../train/config.ts";
 
 /** A flag or value the trainer did not understand. */
 export class UsageError extends Error {
@@ -103,7 +103,7 @@ function timestamp(date: Date): string {
  *
  * @example
  * ```ts
- * import { parseTrainArgs } from "./cli.ts";
+ * import { parseTrainArgs } from "./flags.ts";
  * console.log(parseTrainArgs(["--width", "16"]).config.width); // 16
  * ```
  */

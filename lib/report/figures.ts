@@ -6,8 +6,8 @@
  */
 import * as Plot from "@observablehq/plot";
 import { parseHTML } from "linkedom";
-import type { EpochRecord } from "./checkpoint.ts";
-import { pngDataUrl } from "./png.ts";
+import type { EpochRecord } from "../train/checkpoint.ts";
+import { pngDataUrl } from "../io/png.ts";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 let shimDocument: Document | null = null;

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { BACKEND_NAMES, type BackendName } from "./backend.ts";
-import { MAX_CROP_PADDING } from "./data.ts";
+import { BACKEND_NAMES, type BackendName } from "../backends/init.ts";
+import { MAX_CROP_PADDING } from "../data.ts";
 
 /** Everything a training run depends on. Functions take it as an argument; nothing reads a global. */
 export interface TrainConfig {

@@ -10,8 +10,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import type { BackendInfo } from "./backend.ts";
-import { DEFAULT_CONFIG, makeConfig, type TrainConfig } from "./config.ts";
+import type { BackendInfo } from "../backends/init.ts";
+import { DEFAULT_CONFIG, makeConfig, type TrainConfig } from "../train/config.ts";
 import {
   augmentInto,
   drawAugmentation,
@@ -20,12 +20,12 @@ import {
   type LoadOptions,
   NUM_CLASSES,
   type Split,
-} from "./data.ts";
-import type { CaptionedImage } from "./figures.ts";
-import { formatDuration, ProgressLine } from "./progress.ts";
-import { Rng } from "./rng.ts";
-import { resnet18 } from "./model.ts";
-import { type BatchProgress, createOptimizer, trainStep } from "./train.ts";
+} from "../data.ts";
+import type { CaptionedImage } from "../report/figures.ts";
+import { formatDuration, ProgressLine } from "../report/progress.ts";
+import { Rng } from "../train/rng.ts";
+import { resnet18 } from "../model.ts";
+import { type BatchProgress, createOptimizer, trainStep } from "../train.ts";
 
 // ---------------------------------------------------------------- displays
 
@@ -128,7 +128,7 @@ export function describeBundle(data: MediaBundle): string {
  *
  * @example
  * ```ts
- * import { RecordingSink } from "./notebook.ts";
+ * import { RecordingSink } from "./display.ts";
  * const sink = new RecordingSink();
  * sink.cell = 2;
  * await sink.display({ data: { "text/html": "<b>1</b>" }, displayId: "p" });
@@ -203,7 +203,7 @@ export function setDisplaySink(next: DisplaySink): DisplaySink {
  *
  * @example
  * ```ts
- * import { log } from "./notebook.ts";
+ * import { log } from "./display.ts";
  * await log("Test Accuracy:", 0.5);
  * ```
  */
@@ -256,7 +256,7 @@ export interface View {
  *
  * @example
  * ```ts
- * import { LiveDisplay } from "./notebook.ts";
+ * import { LiveDisplay } from "./display.ts";
  * const live = await LiveDisplay.start("starting");
  * await live.update({ html: "<b>half way</b>", text: "half way" });
  * await live.finish(); // shows "half way" even if that update came too soon to be drawn
@@ -379,7 +379,7 @@ const TOKENS =
  *
  * @example
  * ```ts
- * import { declarationSource } from "./notebook.ts";
+ * import { declarationSource } from "./display.ts";
  * const file = "/** Two. *\/\nexport function two(): number {\n  return 2;\n}\nconst x = 1;\n";
  * console.log(declarationSource(file, "two").split("\n").length); // 4
  * ```
@@ -433,7 +433,7 @@ export function highlightTypeScript(code: string): string {
  * @param names The exported functions or constants to show, in this order.
  */
 export async function showLibrarySource(file: string, names: string[]): Promise<void> {
-  const text = await Deno.readTextFile(new URL(`./${file}`, import.meta.url));
+  const text = await Deno.readTextFile(new URL(`../${file}`, import.meta.url));
   const code = names.map((name) => declarationSource(text, name)).join("\n\n");
   await showHtml(highlightTypeScript(code), `lib/${file}: ${names.join(", ")}`);
 }
@@ -497,7 +497,7 @@ export async function measureTrainingSpeed(
  *
  * @example
  * ```ts
- * import { trainLimitForBudget } from "./notebook.ts";
+ * import { trainLimitForBudget } from "./display.ts";
  * console.log(trainLimitForBudget(80, 300, 4)); // 6000
  * ```
  */
@@ -533,7 +533,7 @@ export interface PlanOptions {
  *
  * @example
  * ```ts
- * import { chooseNotebookPlan } from "./notebook.ts";
+ * import { chooseNotebookPlan } from "./display.ts";
  * const plan = await chooseNotebookPlan({ name: "wasm", detail: "" }, {
  *   smoke: false,
  *   measure: () => Promise.resolve(80), // images/s
@@ -599,8 +599,8 @@ export async function chooseNotebookPlan(
  *
  * @example
  * ```ts
- * import { makeConfig } from "./config.ts";
- * import { configRows } from "./notebook.ts";
+ * import { makeConfig } from "../train/config.ts";
+ * import { configRows } from "./display.ts";
  * console.log(configRows(makeConfig({ epochs: 2 }))[1]); // ["epochs", "2", "10"]
  * ```
  */
@@ -619,10 +619,10 @@ export interface DataSource {
 }
 
 /** This project's shared copy of the archive, next to the repository (used only if present). */
-const SHARED_ARCHIVE = new URL("../../shared/data/cifar-10-binary.tar.gz", import.meta.url);
+const SHARED_ARCHIVE = new URL("../../../shared/data/cifar-10-binary.tar.gz", import.meta.url);
 
 /** The repository's `data/` folder, where `deno task train` downloads to as well. */
-const DATA_ROOT = new URL("../data", import.meta.url);
+const DATA_ROOT = new URL("../../data", import.meta.url);
 
 /**
  * Where the notebook loads CIFAR-10 from: `$CIFAR10_DATA` (a folder or `.tar.gz`) if set, else
@@ -788,8 +788,8 @@ function formatShape(shape: (number | null)[] | (number | null)[][]): string {
  *
  * @example
  * ```ts
- * import { modelSummaryRows } from "./notebook.ts";
- * import { resnet18 } from "./model.ts";
+ * import { modelSummaryRows } from "./display.ts";
+ * import { resnet18 } from "../model.ts";
  * const model = resnet18({ width: 4 });
  * console.log(modelSummaryRows(model)[1]); // ["conv1", "Conv2D", "[batch, 32, 32, 4]", 112]
  * model.dispose();

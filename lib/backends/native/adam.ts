@@ -12,7 +12,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { type AdamAttrs, nativeKernelsEnabled, RN_ADAM } from "./native_kernels.ts";
+import { type AdamAttrs, nativeKernelsEnabled, RN_ADAM } from "./kernels.ts";
 
 /** The state tfjs's AdamOptimizer keeps (private in its typings). */
 interface AdamInternals {

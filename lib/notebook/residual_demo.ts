@@ -11,8 +11,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { CHANNELS, NUM_CLASSES } from "./data.ts";
-import type { LayerValue } from "./figures.ts";
+import { CHANNELS, NUM_CLASSES } from "../data.ts";
+import type { LayerValue } from "../report/figures.ts";
 
 /** Options of {@linkcode createConvStack}. */
 export interface ConvStackOptions {

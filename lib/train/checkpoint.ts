@@ -6,10 +6,10 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { writeFileAtomic } from "./atomic.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
 import type { TrainConfig } from "./config.ts";
 import type { RngState } from "./rng.ts";
-import { decodeSafetensors, encodeSafetensors, type NamedArray } from "./safetensors.ts";
+import { decodeSafetensors, encodeSafetensors, type NamedArray } from "../io/safetensors.ts";
 
 /** The file name of a run's checkpoint inside its run folder. */
 export const CHECKPOINT_FILE = "checkpoint.safetensors";

@@ -10,8 +10,8 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { fuseBatchNormTraining } from "../lib/batchnorm.ts";
-import { setNativeKernelsEnabled } from "../lib/native_kernels.ts";
+import { fuseBatchNormTraining } from "../../lib/backends/native/batchnorm.ts";
+import { setNativeKernelsEnabled } from "../../lib/backends/native/kernels.ts";
 
 /** Gradients agree when max|wasm - cpu| / max|cpu| is at most this (float32 sums in another order). */
 export const GRADIENT_TOLERANCE = 1e-4;

@@ -58,7 +58,7 @@ import {
   unregisterKernel,
   util,
 } from "@tensorflow/tfjs-core";
-import { middleReduction, NATIVE_KERNELS } from "./native_kernels.ts";
+import { middleReduction, NATIVE_KERNELS } from "../native/kernels.ts";
 
 const BACKEND = "wasm";
 
@@ -711,7 +711,7 @@ const REPLACEMENTS: readonly { kernelName: string; kernelFunc: KernelFunc }[] = 
  * ```ts
  * import "@tensorflow/tfjs-backend-wasm";
  * import * as tf from "@tensorflow/tfjs";
- * import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
+ * import { registerWasmTrainingKernels } from "./kernels.ts";
  *
  * registerWasmTrainingKernels();
  * registerWasmTrainingKernels(); // idempotent

@@ -2,8 +2,8 @@
  * Small learnable stand-ins for CIFAR-10 splits, for tests that need data but not the archive:
  * each class is a distinct colour with pixel noise, so a few steps of training can tell them apart.
  */
-import type { Split } from "../lib/data.ts";
-import { Rng } from "../lib/rng.ts";
+import type { Split } from "../../lib/data.ts";
+import { Rng } from "../../lib/train/rng.ts";
 
 const PIXELS = 32 * 32;
 

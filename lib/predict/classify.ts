@@ -18,9 +18,9 @@ import {
   IMAGE_SIZE,
   normalizeInto,
   type Split,
-} from "./data.ts";
-import { loadModel } from "./model_io.ts";
-import { type ClassProbability, cropAndResize, topK } from "../web/preprocess.js";
+} from "../data.ts";
+import { loadModel } from "../io/tfjs_model.ts";
+import { type ClassProbability, cropAndResize, topK } from "./preprocess.js";
 
 export { type ClassProbability, cropAndResize, topK };
 
@@ -82,8 +82,8 @@ function describeBytes(bytes: Uint8Array): string {
  *
  * @example
  * ```ts
- * import { decodeImage } from "./predict.ts";
- * import { encodePng } from "./png.ts";
+ * import { decodeImage } from "./classify.ts";
+ * import { encodePng } from "../io/png.ts";
  * const image = decodeImage(await encodePng(new Uint8Array([1, 2, 3]), 1, 1), "dot.png");
  * console.log(image.width, image.data); // 1 Uint8Array(3) [1, 2, 3]
  * ```
@@ -232,7 +232,7 @@ export function exifOrientation(exif: Uint8Array | undefined): number {
  *
  * @example
  * ```ts
- * import { orient } from "./predict.ts";
+ * import { orient } from "./classify.ts";
  * // Orientation 6: the camera was turned 90 degrees clockwise; turn the pixels back.
  * const turned = orient({ width: 2, height: 1, data: new Uint8Array([1, 1, 1, 2, 2, 2]) }, 6);
  * console.log(turned.width, turned.height, turned.data); // 1 2 Uint8Array(6) [1, 1, 1, 2, 2, 2]
@@ -431,8 +431,8 @@ export interface SplitPrediction {
  *
  * @example
  * ```ts
- * import { resnet18 } from "./model.ts";
- * import { classifySplit } from "./predict.ts";
+ * import { resnet18 } from "../model.ts";
+ * import { classifySplit } from "./classify.ts";
  * const model = resnet18({ width: 2 });
  * const split = { images: new Uint8Array(2 * 3072), labels: new Uint8Array([3, 5]), count: 2 };
  * const [first] = await classifySplit(model, split, [1]);
@@ -498,7 +498,7 @@ export async function modelFolder(dir: string): Promise<string> {
  *
  * @example
  * ```ts
- * import { formatResults } from "./predict.ts";
+ * import { formatResults } from "./classify.ts";
  * console.log(formatResults([{ file: "a.png", top: [{ label: 3, className: "cat", probability: 0.5 }] }]));
  * // a.png
  * //   cat         50.0%

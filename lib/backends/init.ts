@@ -15,14 +15,14 @@ import {
   loadNativeLibrary,
   registerNativeOnlyKernels,
   setNativeKernelsEnabled,
-} from "./native_kernels.ts";
-import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
+} from "./native/kernels.ts";
+import { registerWasmTrainingKernels } from "./wasm/kernels.ts";
 import {
   checkWasmThreads,
   defaultWasmThreads,
   WASM_PACKAGE_SCRIPT,
   withPthreadWorkers,
-} from "./wasm_threads.ts";
+} from "./wasm/threads.ts";
 
 /**
  * A backend to ask for; `auto` prefers a hardware WebGPU adapter, else
@@ -93,7 +93,7 @@ export interface BackendInfo {
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs";
- * import { initBackend } from "./backend.ts";
+ * import { initBackend } from "./init.ts";
  *
  * const backend = await initBackend("cpu");
  * if (backend.name !== "cpu" || tf.getBackend() !== "cpu") throw new Error("not cpu");

@@ -89,7 +89,7 @@ function inverse(perm: number[]): number[] {
  *
  * @example
  * ```ts
- * import { resnet18 } from "./model.ts";
+ * import { resnet18 } from "../model.ts";
  * import { toTorchStateDict } from "./torch_weights.ts";
  * const model = resnet18({ width: 2 });
  * const state = await toTorchStateDict(model);
@@ -143,7 +143,7 @@ export async function toTorchStateDict(
  *
  * @example
  * ```ts
- * import { resnet18 } from "./model.ts";
+ * import { resnet18 } from "../model.ts";
  * import { loadTorchStateDict, toTorchStateDict } from "./torch_weights.ts";
  * const a = resnet18({ width: 2, seed: 1 });
  * const b = resnet18({ width: 2, seed: 2 });

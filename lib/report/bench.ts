@@ -12,13 +12,13 @@
 import * as tf from "@tensorflow/tfjs";
 import os from "node:os";
 import { parseArgs } from "node:util";
-import { BACKEND_NAMES, type BackendName, initBackend } from "./backend.ts";
-import { flagError, UsageError } from "./cli.ts";
-import { IMAGE_BYTES, loadCifar10, makeBatch, NUM_CLASSES, type Split } from "./data.ts";
-import { resnet18 } from "./model.ts";
-import { Rng } from "./rng.ts";
-import { createOptimizer, trainStep } from "./train.ts";
-import { MAX_WASM_THREADS } from "./wasm_threads.ts";
+import { BACKEND_NAMES, type BackendName, initBackend } from "../backends/init.ts";
+import { flagError, UsageError } from "../cli/flags.ts";
+import { IMAGE_BYTES, loadCifar10, makeBatch, NUM_CLASSES, type Split } from "../data.ts";
+import { resnet18 } from "../model.ts";
+import { Rng } from "../train/rng.ts";
+import { createOptimizer, trainStep } from "../train.ts";
+import { MAX_WASM_THREADS } from "../backends/wasm/threads.ts";
 
 /** What to measure. */
 export interface BenchOptions {
@@ -279,7 +279,7 @@ export function machineInfo(): MachineInfo {
 }
 
 /** Runs the peer's own code up to its training loop, then times inference (PyTorch). */
-export const PEER_INFER_SCRIPT = new URL("../tools/peer_infer.py", import.meta.url).pathname;
+export const PEER_INFER_SCRIPT = new URL("../../tools/peer_infer.py", import.meta.url).pathname;
 
 /**
  * Runs the PyTorch peer's step timing and reads its `train img/s X` line, or,
