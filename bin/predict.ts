@@ -9,7 +9,12 @@ import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
 import { BACKEND_NAMES, type BackendName, initBackend } from "../lib/backends/init.ts";
 import { flagError, runMain, UsageError } from "../lib/cli/flags.ts";
-import { classifyImageFiles, DEFAULT_TOP_K, formatResults, loadRunModel } from "../lib/predict/classify.ts";
+import {
+  classifyImageFiles,
+  DEFAULT_TOP_K,
+  formatResults,
+  loadRunModel,
+} from "../lib/predict/classify.ts";
 
 const USAGE = `Classify PNG or JPEG photos with a trained CIFAR-10 model.
 

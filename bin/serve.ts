@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { flagError, runMain, UsageError } from "../lib/cli/flags.ts";
 import { CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, IMAGE_SIZE } from "../lib/data.ts";
 import { DEFAULT_TOP_K, modelFolder } from "../lib/predict/classify.ts";
+import { packageEntryFolder } from "../lib/io/package_files.ts";
 
 const USAGE = `Serve a page that classifies photos in the browser with a trained model.
 
@@ -35,14 +36,7 @@ const CONTENT_TYPES: Record<string, string> = {
 
 /** The TensorFlow.js browser bundle inside the npm package (`dist/tf.min.js`). */
 function tfjsBundlePath(): string {
-  const entry = import.meta.resolve("@tensorflow/tfjs"); // .../@tensorflow/tfjs/dist/tf.node.js
-  if (!entry.startsWith("file:")) {
-    throw new Error(
-      `Expected @tensorflow/tfjs to resolve to a file: URL in node_modules but found ${entry}; ` +
-        `deno.json needs "nodeModulesDir": "auto"`,
-    );
-  }
-  return fileURLToPath(new URL("tf.min.js", entry));
+  return packageEntryFolder("@tensorflow/tfjs") + "tf.min.js";
 }
 
 /** URL path -> file on disk, for every file the server may send. */

@@ -438,7 +438,6 @@ export function augmentInto(src: Uint8Array, dst: Uint8Array, params: AugmentPar
  * ```ts
  * import { drawAugmentation } from "./data.ts";
  * import { Rng } from "./train/rng.ts";
-import { CHANNELS, IMAGE_BYTES, IMAGE_SIZE, NUM_CLASSES, RECORD_BYTES } from "./io/cifar10_format.ts";
  * const a = drawAugmentation(new Rng(1));
  * const b = drawAugmentation(new Rng(1));
  * if (a.dx !== b.dx || a.dy !== b.dy || a.flip !== b.flip) throw new Error("not reproducible");
@@ -529,7 +528,6 @@ export function makeBatch(
  * ```ts
  * import { epochBatches } from "./data.ts";
  * import { Rng } from "./train/rng.ts";
-import { CHANNELS, IMAGE_BYTES, IMAGE_SIZE, NUM_CLASSES, RECORD_BYTES } from "./io/cifar10_format.ts";
  * const split = { images: new Uint8Array(5 * 3072), labels: new Uint8Array(5), count: 5 };
  * const sizes = [];
  * for (const { x, y, size } of epochBatches(split, { batchSize: 2, rng: new Rng(0), augment: true })) {

@@ -52,7 +52,7 @@ export interface ResNetOptions {
  * (`kaiming_uniform_(a=sqrt(5))` for weights, uniform(±1/sqrt(fanIn)) for biases):
  * both are uniform in ±1/sqrt(fanIn).
  */
-function pytorchUniform(
+export function pytorchUniform(
   fanIn: number,
   seed: number,
 ): ReturnType<typeof tf.initializers.randomUniform> {

@@ -203,6 +203,70 @@ export async function trainEpoch(
   return stats();
 }
 
+/** One batch of {@linkcode inferBatches}: valid only until the loop moves on. */
+export interface InferenceBatch {
+  /** `[size, classes]` logits; disposed when the loop takes the next batch. */
+  logits: tf.Tensor2D;
+  /** `[size]` int32 labels; disposed with the logits. */
+  labels: tf.Tensor1D;
+  /** Index in the split of this batch's first image. */
+  start: number;
+  size: number;
+  /** Milliseconds from the forward pass's start until its logits were ready. */
+  inferMs: number;
+}
+
+/**
+ * Runs a split through the model in inference mode (BatchNorm on its moving statistics), in
+ * order and without augmentation, one batch at a time. Every evaluation, prediction and
+ * benchmark loop of the project is this loop.
+ *
+ * @param options.batchSize Images per forward pass. @default 500
+ * @param options.flip Logits of each image averaged with its mirror image's (see
+ *   {@linkcode TrainConfig.testTimeFlip}). @default false
+ *
+ * @example
+ * ```ts
+ * import { resnet18 } from "./model.ts";
+ * import { inferBatches } from "./train.ts";
+ * const model = resnet18({ width: 2 });
+ * const split = { images: new Uint8Array(3 * 3072), labels: new Uint8Array(3), count: 3 };
+ * const sizes = [];
+ * for await (const { size } of inferBatches(model, split, { batchSize: 2 })) sizes.push(size);
+ * if (sizes.join() !== "2,1") throw new Error("every image, in order");
+ * model.dispose();
+ * ```
+ */
+export async function* inferBatches(
+  model: tf.LayersModel,
+  split: Split,
+  options: { batchSize?: number; flip?: boolean } = {},
+): AsyncGenerator<InferenceBatch> {
+  let start = 0;
+  const batches = epochBatches(split, {
+    batchSize: options.batchSize ?? 500,
+    rng: null,
+    augment: false,
+  });
+  for (const { x, y, size } of batches) {
+    const began = performance.now();
+    const logits = tf.tidy(() => {
+      const logits = model.apply(x, { training: false }) as tf.Tensor2D;
+      if (!options.flip) return logits;
+      // Axis 2 of NHWC is the width: the mirror image, as the training flip makes it.
+      const mirrored = model.apply(tf.reverse(x, 2), { training: false }) as tf.Tensor2D;
+      return tf.div(tf.add(logits, mirrored), 2) as tf.Tensor2D;
+    });
+    try {
+      await logits.data(); // ready; read again below at no cost
+      yield { logits, labels: y, start, size, inferMs: performance.now() - began };
+    } finally {
+      tf.dispose([x, y, logits]);
+    }
+    start += size;
+  }
+}
+
 /**
  * Evaluates on a split without augmentation, BatchNorm in inference mode.
  *
@@ -220,28 +284,17 @@ export async function evaluate(
     () => new Array<number>(NUM_CLASSES).fill(0),
   );
   let lossSum = 0;
-  for (
-    const { x, y, size } of epochBatches(split, {
-      batchSize: options.batchSize ?? 500,
-      rng: null,
-      augment: false,
-    })
-  ) {
-    const [loss, predicted] = tf.tidy(() => {
-      let logits = model.apply(x, { training: false }) as tf.Tensor2D;
-      if (options.flip) {
-        // Axis 2 of NHWC is the width: the mirror image, as the training flip makes it.
-        const mirrored = model.apply(tf.reverse(x, 2), { training: false }) as tf.Tensor2D;
-        logits = tf.div(tf.add(logits, mirrored), 2);
-      }
-      return [tf.mul(crossEntropy(logits, y), size), tf.argMax(logits, 1)];
-    });
+  for await (const { logits, labels: y, size } of inferBatches(model, split, options)) {
+    const [loss, predicted] = tf.tidy(() => [
+      tf.mul(crossEntropy(logits, y), size),
+      tf.argMax(logits, 1),
+    ]);
     const [lossValue, predictedValues, labels] = await Promise.all([
       loss.data(),
       predicted.data(),
       y.data(),
     ]);
-    tf.dispose([x, y, loss, predicted]);
+    tf.dispose([loss, predicted]);
     lossSum += lossValue[0];
     for (let i = 0; i < size; i++) confusion[labels[i]][predictedValues[i]]++;
   }

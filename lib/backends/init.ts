@@ -10,7 +10,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { fileURLToPath } from "node:url";
+import { packageEntryFolder } from "../io/package_files.ts";
 import {
   loadNativeLibrary,
   registerNativeOnlyKernels,
@@ -148,7 +148,7 @@ async function initWasm(log: (message: string) => void, threads: number): Promis
   const firstStart = tf.findBackend("wasm") === null;
   // Checked before importing the package and before tfjs tries the binary: a
   // failed start leaves tfjs-backend-wasm unable to retry in this process.
-  const folder = firstStart ? wasmBinaryFolder() : "";
+  const folder = firstStart ? packageEntryFolder(WASM_PACKAGE) : "";
   if (firstStart) requireReadable(folder, threads > 1 ? WASM_THREADED_BINARY : WASM_SIMD_BINARY);
   const wasm = await import("@tensorflow/tfjs-backend-wasm");
   registerWasmTrainingKernels();
@@ -194,22 +194,6 @@ async function initNative(
       `and reductions in native code (${library.replace(/ \(.*$/, "")})`,
     threads: wasm.threads,
   };
-}
-
-/**
- * The folder holding the `.wasm` binaries, found through the module resolver
- * rather than the working directory, so it is the same under `deno run`,
- * `deno test` and a Jupyter kernel started in `notebooks/`.
- */
-function wasmBinaryFolder(): string {
-  const entry = import.meta.resolve(WASM_PACKAGE); // .../dist/tf-backend-wasm.node.js
-  if (!entry.startsWith("file:")) {
-    throw new Error(
-      `Expected ${WASM_PACKAGE} to resolve to a file: URL in node_modules but found ${entry}; ` +
-        `deno.json needs "nodeModulesDir": "auto"`,
-    );
-  }
-  return fileURLToPath(new URL(".", entry));
 }
 
 /** Fails with the flag to add, instead of tfjs's advice about web servers. */

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { writeAll } from "./write_all.ts";
 
 /**
  * Writes `bytes` to `path` atomically: to a temporary sibling first, flushed to disk,
@@ -25,8 +26,7 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
   try {
     const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
     try {
-      let written = 0;
-      while (written < bytes.length) written += await file.write(bytes.subarray(written));
+      await writeAll(file, bytes);
       await file.sync();
     } finally {
       file.close();

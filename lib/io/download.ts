@@ -15,6 +15,7 @@
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { extractTar, readTarFiles } from "./tar.ts";
+import { writeAll } from "./write_all.ts";
 
 /** The official CIFAR-10 binary archive (about 170 MB). */
 export const CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
@@ -444,10 +445,6 @@ async function removeIfPresent(path: string): Promise<void> {
   await Deno.remove(path, { recursive: true }).catch((error) => {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   });
-}
-
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
 }
 
 function messageOf(error: unknown): string {

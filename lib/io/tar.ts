@@ -11,6 +11,7 @@
  */
 
 import { dirname, join } from "node:path";
+import { writeAll } from "./write_all.ts";
 
 /** Tar archives are read and written in blocks of this many bytes. */
 export const TAR_BLOCK_BYTES = 512;
@@ -394,10 +395,6 @@ function parsePax(body: Uint8Array, offset: number): Map<string, string> {
 function cString(bytes: Uint8Array): string {
   const end = bytes.indexOf(0);
   return new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
-}
-
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
 }
 
 /** Reads a byte stream in pieces of exactly the sizes asked for, without copying where it can. */

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { writeAllSync } from "../io/write_all.ts";
 
 /** `3725` -> `1h02m05s`; `65` -> `1m05s`; `4.2` -> `4s`. */
 export function formatDuration(seconds: number): string {
@@ -61,8 +62,6 @@ export class ProgressLine {
   }
 
   #write(text: string): void {
-    const bytes = this.#encoder.encode(text);
-    let written = 0;
-    while (written < bytes.length) written += this.#out.writeSync(bytes.subarray(written));
+    writeAllSync(this.#out, this.#encoder.encode(text));
   }
 }

@@ -54,7 +54,10 @@ import {
 const ABI_VERSION = 6;
 
 /** The library `deno task build:native` writes. */
-export const NATIVE_LIBRARY_URL = new URL("../../../native/build/libresnet_native.so", import.meta.url);
+export const NATIVE_LIBRARY_URL = new URL(
+  "../../../native/build/libresnet_native.so",
+  import.meta.url,
+);
 
 /** The library's functions as Deno's FFI declares them (`tools/conv_bench.ts` opens it too). */
 export const NATIVE_SYMBOLS = {
