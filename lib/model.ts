@@ -7,7 +7,6 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { fuseBatchNormTraining } from "./backends/native/batchnorm.ts";
 import { IMAGE_SIZE, NUM_CLASSES } from "./io/cifar10_format.ts";
 
 /** One stage of residual blocks: how many, how wide (as a multiple of the stem width), first stride. */
@@ -89,7 +88,6 @@ function conv(
   x: tf.SymbolicTensor,
   spec: ConvSpec,
   seeds: SeedSequence,
-  patch: (layer: tf.layers.Layer) => tf.layers.Layer = (layer) => layer,
 ): tf.SymbolicTensor {
   const pad = Math.floor(spec.kernelSize / 2);
   const fanIn = spec.kernelSize * spec.kernelSize * spec.inChannels;
@@ -100,7 +98,7 @@ function conv(
       .apply(x) as tf.SymbolicTensor;
     padding = "valid";
   }
-  return patch(tf.layers.conv2d({
+  return tf.layers.conv2d({
     name: spec.name,
     filters: spec.filters,
     kernelSize: spec.kernelSize,
@@ -109,62 +107,12 @@ function conv(
     useBias: spec.useBias,
     kernelInitializer: pytorchUniform(fanIn, seeds.take()),
     biasInitializer: spec.useBias ? pytorchUniform(fanIn, seeds.take()) : undefined,
-  })).apply(input) as tf.SymbolicTensor;
+  }).apply(input) as tf.SymbolicTensor;
 }
 
-/** The parts of tfjs's Conv2D layer {@linkcode skipInputGradient} uses (not in its public typings). */
-interface ConvLayerInternals {
-  kernel: tf.LayerVariable;
-  bias: tf.LayerVariable | null;
-  strides: [number, number];
-  padding: "same" | "valid";
-  dataFormat: string;
-  dilationRate: [number, number];
-  activation: { getClassName(): string };
-  call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[];
-}
-
-/**
- * Makes a conv layer train as `tf.conv2d` plus a bias add. The stock layer calls
- * tfjs's fused conv op, whose gradient (a `tf.customGrad`) computes the
- * gradient of every input. At the stem that input is the image, and no weight
- * depends on it: every training step ran a full-size input-gradient
- * convolution and threw it away. The unfused op's gradient is computed input
- * by input, only where a weight needs it. Same weights, same function.
- */
-function skipInputGradient(layer: tf.layers.Layer): tf.layers.Layer {
-  const c = layer as unknown as ConvLayerInternals;
-  if (c.dataFormat !== "channelsLast" || c.activation.getClassName() !== "linear") {
-    throw new Error(
-      `skipInputGradient: expected a channels-last conv without activation but layer ` +
-        `${layer.name} has ${c.dataFormat} and ${c.activation.getClassName()}`,
-    );
-  }
-  const stock = c.call.bind(c);
-  c.call = (inputs, kwargs) => {
-    // Inference keeps the fused op: no gradient to skip, and the same numbers
-    // as the saved model, which loads as a stock layer.
-    if (!kwargs?.training) return stock(inputs, kwargs);
-    return tf.tidy(() => {
-      const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D;
-      const y = tf.conv2d(
-        x,
-        c.kernel.read() as tf.Tensor4D,
-        c.strides,
-        c.padding,
-        "NHWC",
-        c.dilationRate,
-      );
-      return c.bias === null ? y : tf.add(y, c.bias.read());
-    });
-  };
-  return layer;
-}
-
-/** Trains through one fused op on the native backend (`batchnorm.ts`); stock elsewhere. */
 function batchNorm(x: tf.SymbolicTensor, name: string): tf.SymbolicTensor {
-  const layer = tf.layers.batchNormalization({ name, momentum: BN_MOMENTUM, epsilon: BN_EPSILON });
-  return fuseBatchNormTraining(layer).apply(x) as tf.SymbolicTensor;
+  return tf.layers.batchNormalization({ name, momentum: BN_MOMENTUM, epsilon: BN_EPSILON })
+    .apply(x) as tf.SymbolicTensor;
 }
 
 function relu(x: tf.SymbolicTensor, name: string): tf.SymbolicTensor {
@@ -279,7 +227,6 @@ export function resnet18(options: ResNetOptions = {}): tf.LayersModel {
       useBias,
     },
     seeds,
-    skipInputGradient,
   );
   x = relu(batchNorm(x, "bn1"), "relu");
   let channels = width;

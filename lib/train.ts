@@ -6,7 +6,6 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { applyAdamNative, nativeAdamAvailable } from "./backends/native/adam.ts";
 import {
   CHECKPOINT_FILE,
   type EpochRecord,
@@ -75,8 +74,7 @@ export function createOptimizer(
 /**
  * Adam whose rate follows {@linkcode learningRateAt}, keyed on the optimiser's
  * own step count, which checkpoints save and restore (so a resumed run picks
- * up the schedule where it stopped); on the native backend each variable's
- * update is one kernel (`native_adam.ts`), the same arithmetic.
+ * up the schedule where it stopped).
  */
 class ScheduledAdam extends tf.AdamOptimizer {
   constructor(
@@ -89,11 +87,7 @@ class ScheduledAdam extends tf.AdamOptimizer {
 
   override applyGradients(gradients: Parameters<tf.AdamOptimizer["applyGradients"]>[0]): void {
     this.learningRate = learningRateAt(this.schedule, this.iterations, this.totalSteps);
-    if (nativeAdamAvailable()) {
-      applyAdamNative(this, gradients);
-    } else {
-      super.applyGradients(gradients);
-    }
+    super.applyGradients(gradients);
   }
 }
 

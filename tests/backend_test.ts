@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
-import { type BackendName, initBackend } from "../lib/backends/init.ts";
+import {
+  type AdapterProbe,
+  type BackendName,
+  describeAdapter,
+  initBackend,
+  probeWebgpuAdapter,
+} from "../lib/backends/init.ts";
+import { activeAcceleration, layerPrototype } from "../lib/backends/acceleration.ts";
 import { loadNativeLibrary, nativeKernelsEnabled } from "../lib/backends/native/kernels.ts";
 import { defaultWasmThreads } from "../lib/backends/wasm/threads.ts";
 
@@ -11,12 +18,10 @@ const NODE_MODULES = (() => {
   return entry.slice(0, entry.indexOf("node_modules") + "node_modules".length);
 })();
 
-/** What `auto` must pick here: webgpu only for a hardware adapter. */
-async function hardwareAdapter(): Promise<GPUAdapter | null> {
-  const adapter = await navigator.gpu?.requestAdapter({ powerPreference: "high-performance" });
-  if (!adapter) return null;
-  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
-  return info.isFallbackAdapter ? null : adapter;
+/** What `auto` must pick here: webgpu for a hardware adapter, as the library probes it. */
+async function hardwareAdapter(): Promise<AdapterProbe | null> {
+  const probe = await probeWebgpuAdapter().catch(() => null);
+  return probe === null || probe.isFallback ? null : probe;
 }
 
 async function squares(): Promise<number[]> {
@@ -102,6 +107,7 @@ Deno.test("initBackend() can be called repeatedly to switch between backends", a
     assert.equal(backend.name, name);
     assert.equal(tf.getBackend(), name === "native" ? "wasm" : name);
     assert.equal(nativeKernelsEnabled(), name === "native");
+    assert.equal(activeAcceleration(), name === "cpu" ? null : name);
     assert.deepEqual(await squares(), [1, 4, 9]);
   }
 });
@@ -153,4 +159,39 @@ Deno.test("initBackend('webgpu') names the adapter, or says why WebGPU is unavai
     assert.deepEqual(await squares(), [1, 4, 9]);
   }
   await initBackend("cpu");
+});
+
+Deno.test("describeAdapter() trusts the adapter's own fallback flag, else spots software by name", () => {
+  const cases: [Parameters<typeof describeAdapter>[0], string, boolean][] = [
+    [{ description: "NVIDIA H200", isFallbackAdapter: false }, "NVIDIA H200", false],
+    [{ description: "NVIDIA H200" }, "NVIDIA H200", false],
+    [{ description: "llvmpipe (LLVM 15.0.6, 256 bits)" }, "llvmpipe (LLVM 15.0.6, 256 bits)", true],
+    [{ description: "lavapipe", isFallbackAdapter: false }, "lavapipe", false],
+    [{ vendor: "mesa", device: "SwiftShader Device" }, "mesa SwiftShader Device", true],
+    [{ description: "Some GPU", legacyIsFallbackAdapter: true }, "Some GPU", true],
+    [{}, "unnamed adapter", false],
+  ];
+  for (const [facts, description, isFallback] of cases) {
+    assert.deepEqual(describeAdapter(facts), { description, isFallback }, JSON.stringify(facts));
+  }
+});
+
+Deno.test("each backend installs its own acceleration; cpu and webgpu run stock TensorFlow.js", async () => {
+  const bn = layerPrototype("BatchNormalization") as unknown as Record<string, unknown>;
+  const conv = layerPrototype("Conv2D") as unknown as Record<string, unknown>;
+  await initBackend("cpu");
+  const stockBnCall = bn.call;
+  const stockAdam = tf.AdamOptimizer.prototype.applyGradients;
+  const expected: Record<string, string | null> = { cpu: null, wasm: "wasm" };
+  if (nativeLoads()) expected.native = "native";
+  if ((await probeWebgpuAdapter().catch(() => null)) !== null) expected.webgpu = null;
+  for (const name of [...Object.keys(expected), "cpu"] as BackendName[]) {
+    await initBackend(name);
+    assert.equal(activeAcceleration(), expected[name], name);
+    const stock = expected[name] === null;
+    assert.equal(bn.call === stockBnCall, name !== "native", `${name}: BatchNormalization.call`);
+    assert.equal(tf.AdamOptimizer.prototype.applyGradients === stockAdam, name !== "native");
+    assert.equal(Object.hasOwn(conv, "call"), !stock, `${name}: Conv2D.call`);
+  }
+  assert.equal(activeAcceleration(), null);
 });

@@ -19,14 +19,26 @@ import {
   tinyNetwork,
 } from "./support/kernel_parity.ts";
 
-// CI builds the library first (`deno task test` runs `build:native`); a
-// missing library fails here, with the command that builds it.
-const started = await initBackend("native");
+// `deno task test` builds the library first and fails if it cannot; run on
+// its own on a machine without a C toolchain, this file skips, saying why.
+let started: Awaited<ReturnType<typeof initBackend>> | null = null;
+let unavailable = "";
+try {
+  started = await initBackend("native");
+} catch (error) {
+  unavailable = (error as Error).message;
+  console.warn(`native_kernels_test: skipped, the native backend cannot start: ${unavailable}`);
+}
 
-Deno.test("initBackend('native') runs the wasm backend with the native kernels on", async () => {
-  assert.equal(started.name, "native");
+/** A test of the native backend: ignored (and reported above) where it cannot start. */
+function nativeTest(name: string, fn: (t: Deno.TestContext) => void | Promise<void>): void {
+  Deno.test({ name, ignore: started === null, fn });
+}
+
+nativeTest("initBackend('native') runs the wasm backend with the native kernels on", async () => {
+  assert.equal(started?.name, "native");
   assert.equal(tf.getBackend(), "wasm");
-  assert.match(started.detail, /OpenBLAS/);
+  assert.match(started?.detail ?? "", /OpenBLAS/);
   assert.ok(nativeKernelsEnabled());
   await initBackend("wasm");
   assert.equal(nativeKernelsEnabled(), false, "choosing wasm turns the native kernels off");
@@ -55,7 +67,7 @@ function convForward(backend: Backend, c: ConvCase): Promise<[Float32Array, Floa
   });
 }
 
-Deno.test("native Conv2D and FusedConv2D (bias, ReLU) match the cpu backend", async (t) => {
+nativeTest("native Conv2D and FusedConv2D (bias, ReLU) match the cpu backend", async (t) => {
   for (const c of CONV_CASES) {
     await t.step(c.name, async () => {
       const cpu = await convForward("cpu", c);
@@ -69,10 +81,10 @@ Deno.test("native Conv2D and FusedConv2D (bias, ReLU) match the cpu backend", as
   }
 });
 
-Deno.test("native conv2d input and filter gradients match the cpu backend", (t) =>
+nativeTest("native conv2d input and filter gradients match the cpu backend", (t) =>
   expectConvGradientsMatchCpu(t, "native"));
 
-Deno.test("native hands what it does not implement to the wasm kernels, which match cpu", async (t) => {
+nativeTest("native hands what it does not implement to the wasm kernels, which match cpu", async (t) => {
   const x = [2, 9, 9, 4];
   const filter = [3, 3, 4, 5];
   const cases: { name: string; op: (x: tf.Tensor4D, f: tf.Tensor4D) => tf.Tensor }[] = [
@@ -103,7 +115,7 @@ Deno.test("native hands what it does not implement to the wasm kernels, which ma
   }
 });
 
-Deno.test("native Add and PadV2 give cpu's values exactly, and hand on what they do not cover", async (t) => {
+nativeTest("native Add and PadV2 give cpu's values exactly, and hand on what they do not cover", async (t) => {
   const cases: { name: string; shapes: number[][]; op: (...x: tf.Tensor[]) => tf.Tensor }[] = [
     { name: "add, one shape", shapes: [[3, 5, 5, 8], [3, 5, 5, 8]], op: tf.add },
     { name: "add a bias [C]", shapes: [[3, 5, 5, 8], [8]], op: tf.add },
@@ -145,13 +157,13 @@ Deno.test("native Add and PadV2 give cpu's values exactly, and hand on what they
   }
 });
 
-Deno.test("native Sum, Mean and Slice (native or handed on) match cpu", (t) =>
+nativeTest("native Sum, Mean and Slice (native or handed on) match cpu", (t) =>
   expectForwardCasesMatchCpu(t, "native"));
 
-Deno.test("native matches cpu on the gradients of the other ops a ResNet step uses", (t) =>
+nativeTest("native matches cpu on the gradients of the other ops a ResNet step uses", (t) =>
   expectOpGradientsMatchCpu(t, "native"));
 
-Deno.test("a conv/BN/relu/pad/conv/mean/dense training step on native matches cpu", () =>
+nativeTest("a conv/BN/relu/pad/conv/mean/dense training step on native matches cpu", () =>
   expectTinyTrainingMatchesCpu("native"));
 
 /** Batch-norm output, statistics and the gradients of sum(y * w) on one backend. */
@@ -186,7 +198,7 @@ function batchNormResults(backend: Backend, shape: number[]): Promise<Float32Arr
   });
 }
 
-Deno.test("batchNormTraining() (fused native kernels) matches moments + batchNorm on cpu", async () => {
+nativeTest("batchNormTraining() (fused native kernels) matches moments + batchNorm on cpu", async () => {
   const shape = [4, 6, 6, 16];
   const cpu = await batchNormResults("cpu", shape);
   const native = await batchNormResults("native", shape);
@@ -196,12 +208,12 @@ Deno.test("batchNormTraining() (fused native kernels) matches moments + batchNor
   errors.forEach((e, i) => assert.ok(e <= GRADIENT_TOLERANCE, `${names[i]} relative error ${e}`));
 });
 
-Deno.test("batchNormTraining() refuses to run without the native kernels, and bad shapes", async () => {
+nativeTest("batchNormTraining() refuses to run without the native kernels, and bad shapes", async () => {
   await initBackend("wasm");
   const x = tf.zeros([2, 3, 3, 4]);
   const v = tf.ones([4]);
   assert.throws(() => batchNormTraining(x, v, v, 1e-5), {
-    message: /RnMoments runs only while the native kernels are enabled/,
+    message: /batchNormTraining\(\) runs only while the native backend is active/,
   });
   await initBackend("native");
   const wrong = tf.ones([5]);
@@ -212,7 +224,7 @@ Deno.test("batchNormTraining() refuses to run without the native kernels, and ba
   tf.dispose([x, v, wrong]);
 });
 
-Deno.test("native ReLU and its gradient keep tfjs's NaN and zero conventions", async () => {
+nativeTest("native ReLU and its gradient keep tfjs's NaN and zero conventions", async () => {
   const run = (backend: Backend) =>
     onBackend(backend, async () => {
       const x = tf.tensor1d([NaN, -1, -0, 0, 2]);
@@ -228,7 +240,7 @@ Deno.test("native ReLU and its gradient keep tfjs's NaN and zero conventions", a
   assert.deepEqual(native, [[NaN, 0, 0, 0, 2], [NaN, 0, 0, 0, 5]]);
 });
 
-Deno.test("RnMovingAverages equals the stock layer's update bit for bit", async () => {
+nativeTest("RnMovingAverages equals the stock layer's update bit for bit", async () => {
   const decay = 1 - 0.9;
   const [moving, batch] = [pseudoRandom([2, 37], 60), pseudoRandom([2, 37], 61)];
   const stock = (m: Float32Array, b: Float32Array) =>
@@ -277,7 +289,7 @@ Deno.test("RnMovingAverages equals the stock layer's update bit for bit", async 
   );
 });
 
-Deno.test("the tiny network in inference (moving statistics) on native matches cpu", async () => {
+nativeTest("the tiny network in inference (moving statistics) on native matches cpu", async () => {
   await tf.setBackend("cpu");
   const reference = tinyNetwork();
   // Non-trivial moving statistics, so inference differs from the initial identity.
@@ -332,24 +344,25 @@ function adamSteps(backend: Backend): Promise<Float32Array[]> {
   });
 }
 
-Deno.test("Adam's update as one native kernel per variable matches tfjs's Adam on cpu", async () => {
+nativeTest("Adam's update as one native kernel per variable equals tfjs's Adam on cpu bit for bit", async () => {
   const cpu = await adamSteps("cpu");
   const native = await adamSteps("native");
   const errors = native.map((values, i) => relativeError(values, cpu[i]));
   console.log(
     `    values, iterations, m and v: ${errors.map((e) => e.toExponential(1)).join(", ")}`,
   );
-  errors.forEach((e) => assert.ok(e <= 1e-6, `relative error ${e}`));
+  // The same float32 operations in the same order: bit for bit.
+  native.forEach((values, i) => assert.deepEqual(values, cpu[i]));
   // The step really moved the variables.
   assert.ok(relativeError(native[0], pseudoRandom([3, 3, 4, 5], 40)) > 1e-3);
 });
 
-Deno.test("a program that used the native kernels ends on its own without crashing", async () => {
+nativeTest("a program that used the native kernels ends on its own without crashing", async () => {
   // Deno closes FFI libraries at a natural exit; the library is linked with
   // -z nodelete so OpenMP's worker threads never outlive their code.
   const script = `
     import * as tf from "@tensorflow/tfjs";
-    import { initBackend } from "./lib/backend.ts";
+    import { initBackend } from "./lib/backends/init.ts";
     await initBackend("native");
     const y = tf.conv2d(tf.ones([4, 8, 8, 3]), tf.ones([3, 3, 3, 4]), 1, "same");
     console.log((await y.data())[0]);

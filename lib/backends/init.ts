@@ -11,11 +11,11 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { packageEntryFolder } from "../io/package_files.ts";
-import {
-  loadNativeLibrary,
-  registerNativeOnlyKernels,
-  setNativeKernelsEnabled,
-} from "./native/kernels.ts";
+import { BACKEND_NAMES, type BackendName } from "../train/config.ts";
+import { activateAcceleration } from "./acceleration.ts";
+import { NATIVE_ACCELERATION } from "./native/acceleration.ts";
+import { WASM_ACCELERATION } from "./wasm/acceleration.ts";
+import { loadNativeLibrary } from "./native/kernels.ts";
 import { registerWasmTrainingKernels } from "./wasm/kernels.ts";
 import {
   checkWasmThreads,
@@ -24,14 +24,7 @@ import {
   withPthreadWorkers,
 } from "./wasm/threads.ts";
 
-/**
- * A backend to ask for; `auto` prefers a hardware WebGPU adapter, else
- * native, else wasm.
- */
-export type BackendName = "cpu" | "wasm" | "native" | "webgpu" | "auto";
-
-/** Every {@linkcode BackendName}, in the order the CLI lists them. */
-export const BACKEND_NAMES: readonly BackendName[] = ["cpu", "wasm", "native", "webgpu", "auto"];
+export { BACKEND_NAMES, type BackendName };
 
 /** Options for {@linkcode initBackend}. */
 export interface InitBackendOptions {
@@ -64,7 +57,8 @@ export interface BackendInfo {
  * Makes `name` the active TensorFlow.js backend, starting it if this process has
  * not yet, and returns what it is running on.
  *
- * - `cpu`: the pure-JavaScript backend, the numeric reference.
+ * - `cpu`: the pure-JavaScript backend, the numeric reference: stock
+ *   TensorFlow.js, no acceleration.
  * - `wasm`: loads the threaded SIMD build from `node_modules` with
  *   `options.wasmThreads` threads (see `wasm_threads.ts` for what it takes under
  *   Deno), or the single-threaded SIMD build for 1 thread, and installs
@@ -109,8 +103,9 @@ export async function initBackend(
   tf.enableProdMode();
   const wasmThreads = options.wasmThreads ?? defaultWasmThreads();
   checkWasmThreads(wasmThreads);
-  // Only `native` turns them (back) on, once its library has loaded.
-  setNativeKernelsEnabled(false);
+  // TensorFlow.js as its packages ship it until the chosen backend installs
+  // its acceleration.
+  activateAcceleration(null);
   switch (name) {
     case "cpu":
       await activate("cpu");
@@ -120,7 +115,7 @@ export async function initBackend(
     case "native":
       return await initNative(log, wasmThreads);
     case "webgpu":
-      return await initWebgpu(await probeWebgpu());
+      return await initWebgpu(await probeWebgpuAdapter());
     case "auto":
       return await initAuto(log, wasmThreads);
     default:
@@ -168,6 +163,7 @@ async function initWasm(log: (message: string) => void, threads: number): Promis
   } else {
     await activate("wasm");
   }
+  activateAcceleration(WASM_ACCELERATION);
   const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
   const running = wasm.getThreadsCount();
   return {
@@ -185,8 +181,7 @@ async function initNative(
   // Loaded first: a missing library fails before the wasm backend starts.
   const library = loadNativeLibrary();
   const wasm = await initWasm(log, threads);
-  registerNativeOnlyKernels();
-  setNativeKernelsEnabled(true);
+  activateAcceleration(NATIVE_ACCELERATION);
   log(`native: ${library}`);
   return {
     name: "native",
@@ -221,7 +216,7 @@ function requireReadable(folder: string, binary: string): void {
 // ---------------------------------------------------------------- webgpu
 
 /** What a WebGPU adapter said about itself. */
-interface AdapterProbe {
+export interface AdapterProbe {
   description: string;
   isFallback: boolean;
 }
@@ -229,10 +224,48 @@ interface AdapterProbe {
 /** Software rasterisers that may not set `isFallbackAdapter`. */
 const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|softpipe|microsoft basic render/i;
 
+/** The fields of `GPUAdapterInfo` (and the older `GPUAdapter.isFallbackAdapter`) the probe reads. */
+export interface AdapterFacts {
+  description?: string;
+  vendor?: string;
+  architecture?: string;
+  device?: string;
+  /** Where the spec has it now, on `GPUAdapterInfo`. */
+  isFallbackAdapter?: boolean;
+  /** Where runtimes had it before, on `GPUAdapter`. */
+  legacyIsFallbackAdapter?: boolean;
+}
+
+/**
+ * Names an adapter and decides whether it is a fallback (software) one: the
+ * adapter's own word where it gives one (either place in the spec), else a
+ * software rasteriser's name. `auto` uses WebGPU only when this says false.
+ *
+ * @example
+ * ```ts
+ * import { describeAdapter } from "./init.ts";
+ * console.log(describeAdapter({ description: "llvmpipe (LLVM 15.0.6, 256 bits)" }).isFallback); // true
+ * ```
+ */
+export function describeAdapter(facts: AdapterFacts): AdapterProbe {
+  const description = facts.description ||
+    [facts.vendor, facts.architecture, facts.device].filter((s) => s).join(" ") ||
+    "unnamed adapter";
+  const isFallback = facts.isFallbackAdapter ?? facts.legacyIsFallbackAdapter ??
+    SOFTWARE_ADAPTER.test(description);
+  return { description, isFallback };
+}
+
 let probed: Promise<AdapterProbe> | undefined;
 
-/** Asks for an adapter once per process; later calls get the same answer. */
-function probeWebgpu(): Promise<AdapterProbe> {
+/**
+ * Asks for a WebGPU adapter once per process (later calls get the same
+ * answer: an adapter cannot be requested twice usefully, tfjs#8518) and
+ * describes it with {@linkcode describeAdapter}.
+ *
+ * @throws {Error} If this runtime has no `navigator.gpu`, or no adapter.
+ */
+export function probeWebgpuAdapter(): Promise<AdapterProbe> {
   probed ??= requestAdapter();
   return probed;
 }
@@ -256,12 +289,14 @@ async function requestAdapter(): Promise<AdapterProbe> {
   // runtimes differ in which one they implement.
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
   const legacy = adapter as GPUAdapter & { isFallbackAdapter?: boolean };
-  const description = info.description ||
-    [info.vendor, info.architecture, info.device].filter((s) => s).join(" ") ||
-    "unnamed adapter";
-  const isFallback = info.isFallbackAdapter ?? legacy.isFallbackAdapter ??
-    SOFTWARE_ADAPTER.test(description);
-  return { description, isFallback };
+  return describeAdapter({
+    description: info.description,
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    isFallbackAdapter: info.isFallbackAdapter,
+    legacyIsFallbackAdapter: legacy.isFallbackAdapter,
+  });
 }
 
 async function initWebgpu(probe: AdapterProbe): Promise<BackendInfo> {
@@ -285,7 +320,7 @@ async function initWebgpu(probe: AdapterProbe): Promise<BackendInfo> {
 async function initAuto(log: (message: string) => void, wasmThreads: number): Promise<BackendInfo> {
   let reason: string;
   try {
-    const probe = await probeWebgpu();
+    const probe = await probeWebgpuAdapter();
     if (!probe.isFallback) {
       log(`auto: picked webgpu: hardware adapter ${probe.description}`);
       return await initWebgpu(probe);

@@ -3,15 +3,14 @@
  * measure, a leak-checking runner for each backend, and the cases (the
  * model's convolutions, reductions, the other ops of a step, a tiny network).
  *
- * `native` runs on the wasm backend with the native kernels enabled; `wasm`
- * runs the same backend with them disabled.
+ * `native` runs on the wasm backend with the native acceleration installed;
+ * `wasm` runs the same backend without it (`initBackend` switches).
  *
  * @module
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { fuseBatchNormTraining } from "../../lib/backends/native/batchnorm.ts";
-import { setNativeKernelsEnabled } from "../../lib/backends/native/kernels.ts";
+import { initBackend } from "../../lib/backends/init.ts";
 
 /** Gradients agree when max|wasm - cpu| / max|cpu| is at most this (float32 sums in another order). */
 export const GRADIENT_TOLERANCE = 1e-4;
@@ -51,8 +50,7 @@ export function relativeError(actual: Float32Array, expected: Float32Array): num
 
 /** Runs `body` on `backend` and checks it leaves no tensor and no backend buffer behind. */
 export async function onBackend<T>(backend: Backend, body: () => Promise<T>): Promise<T> {
-  assert.ok(await tf.setBackend(backend === "native" ? "wasm" : backend));
-  if (backend !== "cpu") setNativeKernelsEnabled(backend === "native");
+  await initBackend(backend);
   const before = tf.memory();
   const result = await body();
   const after = tf.memory() as tf.MemoryInfo & { numDataBuffers: number };
@@ -406,8 +404,8 @@ export function tinyNetwork(): tf.LayersModel {
   const input = tf.input({ shape: [8, 8, 3] });
   const layers: tf.layers.Layer[] = [
     tf.layers.conv2d({ filters: 4, kernelSize: 3, padding: "same", useBias: false }),
-    // Stock on cpu and wasm; one fused op on native.
-    fuseBatchNormTraining(tf.layers.batchNormalization({ momentum: 0.9, epsilon: 1e-5 })),
+    // Stock on cpu and wasm; one fused op on native (its acceleration replaces the layer's call).
+    tf.layers.batchNormalization({ momentum: 0.9, epsilon: 1e-5 }),
     tf.layers.reLU(),
     tf.layers.zeroPadding2d({ padding: 1 }),
     tf.layers.conv2d({ filters: 8, kernelSize: 3, strides: 2, padding: "valid" }),

@@ -13,6 +13,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { type AdamAttrs, nativeKernelsEnabled, RN_ADAM } from "./kernels.ts";
+import { overrideMethod, type Undo } from "../acceleration.ts";
 
 /** The state tfjs's AdamOptimizer keeps (private in its typings). */
 interface AdamInternals {
@@ -89,4 +90,22 @@ export function applyAdamNative(
     adam.accBeta2.assign(tf.mul(adam.accBeta2, adam.beta2));
   });
   adam.incrementIterations();
+}
+
+/**
+ * Makes every `tf.AdamOptimizer` (and subclass, such as the trainer's
+ * scheduled Adam, whose `applyGradients` calls this one) step through
+ * {@linkcode applyAdamNative} while the native backend is active; returns the
+ * undo that restores the stock method.
+ */
+export function accelerateAdam(): Undo {
+  return overrideMethod(
+    tf.AdamOptimizer.prototype,
+    "applyGradients",
+    (stock) =>
+      function (this: tf.AdamOptimizer, variableGradients) {
+        if (nativeAdamAvailable()) applyAdamNative(this, variableGradients);
+        else stock.call(this, variableGradients);
+      },
+  );
 }

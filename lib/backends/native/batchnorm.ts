@@ -15,9 +15,9 @@
  *   dbeta = sum(dy), dgamma = sum(dy * xhat),
  *   dx = gamma / sqrt(var + eps) * (dy - dbeta / m - xhat * dgamma / m).
  *
- * {@linkcode fuseBatchNormTraining} makes a layer use it while the native
- * kernels are enabled (and normalise with its moving statistics in one native
- * pass in inference); on other backends the layer runs as stock.
+ * {@linkcode fuseBatchNormLayers} makes every batch-norm layer use it while
+ * the native backend is active (and normalise with its moving statistics in
+ * one native pass in inference); on other backends the layers run as stock.
  *
  * @module
  */
@@ -29,6 +29,7 @@ import {
   RN_MOMENTS,
   RN_MOVING_AVERAGES,
 } from "./kernels.ts";
+import { layerPrototype, overrideMethod, type Undo } from "../acceleration.ts";
 
 /** What a training-mode batch norm returns: the output and the batch statistics it used. */
 export interface BatchNormTraining {
@@ -44,7 +45,7 @@ export interface BatchNormTraining {
  * gamma and shifts by beta; differentiable with respect to x, gamma and beta.
  * Runs only on the `native` backend.
  *
- * @throws {Error} If the native kernels are not enabled, or the shapes do not
+ * @throws {Error} If the native backend is not active, or the shapes do not
  *   fit (gamma, beta: one value per channel of x's last axis).
  */
 export function batchNormTraining(
@@ -53,6 +54,11 @@ export function batchNormTraining(
   beta: tf.Tensor,
   epsilon: number,
 ): BatchNormTraining {
+  if (!nativeKernelsEnabled()) {
+    throw new Error(
+      `batchNormTraining() runs only while the native backend is active (initBackend("native"))`,
+    );
+  }
   const [mean, variance] = tf.engine().runKernel(RN_MOMENTS, { x }, {}) as tf.Tensor1D[];
   const normalise = tf.customGrad((...args: (tf.Tensor | ((saved: tf.Tensor[]) => void))[]) => {
     const [x, gamma, beta] = args as tf.Tensor[];
@@ -99,56 +105,57 @@ interface BatchNormLayerInternals {
 }
 
 /**
- * Makes a `tf.layers.batchNormalization` layer train through
- * {@linkcode batchNormTraining} whenever the native kernels are enabled, and
- * infer through the same forward kernel; returns the same layer. Its weights
- * and what it computes do not change: the moving statistics are updated exactly as the
- * stock layer does (`moving -= (moving - batch) * (1 - momentum)`, one
- * `RnMovingAverages` kernel for both).
- *
- * @throws {Error} If the layer normalises an axis other than the last, or has
- *   no gamma or beta (the fused kernels need both).
+ * Makes every `tf.layers.batchNormalization` layer train through
+ * {@linkcode batchNormTraining} while the native backend is active (and
+ * infer through the same forward kernel), by replacing the layer class's
+ * `call`; returns the undo that restores the stock `call`. The weights and
+ * what a layer computes do not change: the moving statistics are updated
+ * exactly as the stock layer does (`moving -= (moving - batch) * (1 - momentum)`,
+ * one `RnMovingAverages` kernel for both). Layers the fused kernels cannot run
+ * (an axis other than the last, no gamma or beta), and every layer while
+ * another backend is active, run the stock `call`.
  */
-export function fuseBatchNormTraining<T extends tf.layers.Layer>(layer: T): T {
-  const bn = layer as unknown as BatchNormLayerInternals;
-  if (bn.axis !== -1 || !bn.center || !bn.scale) {
-    throw new Error(
-      `fuseBatchNormTraining: expected a channels-last batch norm with gamma and beta ` +
-        `(axis -1, center, scale) but layer ${layer.name} has axis ${bn.axis}, ` +
-        `center ${bn.center}, scale ${bn.scale}`,
-    );
-  }
-  const stock = bn.call.bind(bn);
-  bn.call = (inputs, kwargs) => {
-    if (!nativeKernelsEnabled() || tf.getBackend() !== "wasm") return stock(inputs, kwargs);
-    const x = Array.isArray(inputs) ? inputs[0] : inputs;
-    if (!kwargs.training) {
-      // Inference: the moving statistics, through the same one-pass kernel.
-      return tf.engine().runKernel(RN_BATCH_NORM_FORWARD, {
-        x,
-        mean: bn.movingMean.read(),
-        variance: bn.movingVariance.read(),
-        gamma: bn.gamma.read(),
-        beta: bn.beta.read(),
-      }, { epsilon: bn.epsilon }) as tf.Tensor;
-    }
-    return tf.tidy(() => {
-      const { y, mean, variance } = batchNormTraining(
-        x,
-        bn.gamma.read(),
-        bn.beta.read(),
-        bn.epsilon,
-      );
-      const [movingMean, movingVariance] = tf.engine().runKernel(RN_MOVING_AVERAGES, {
-        movingMean: bn.movingMean.read(),
-        movingVariance: bn.movingVariance.read(),
-        mean,
-        variance,
-      }, { decay: 1 - bn.momentum }) as tf.Tensor[];
-      bn.movingMean.write(movingMean);
-      bn.movingVariance.write(movingVariance);
-      return y;
-    });
-  };
-  return layer;
+export function fuseBatchNormLayers(): Undo {
+  const prototype = layerPrototype("BatchNormalization") as unknown as BatchNormLayerInternals;
+  return overrideMethod(
+    prototype,
+    "call",
+    (stock) =>
+      function (this: BatchNormLayerInternals, inputs, kwargs) {
+        if (
+          !nativeKernelsEnabled() || tf.getBackend() !== "wasm" || this.axis !== -1 ||
+          !this.center || !this.scale
+        ) {
+          return stock.call(this, inputs, kwargs);
+        }
+        const x = Array.isArray(inputs) ? inputs[0] : inputs;
+        if (!kwargs.training) {
+          // Inference: the moving statistics, through the same one-pass kernel.
+          return tf.engine().runKernel(RN_BATCH_NORM_FORWARD, {
+            x,
+            mean: this.movingMean.read(),
+            variance: this.movingVariance.read(),
+            gamma: this.gamma.read(),
+            beta: this.beta.read(),
+          }, { epsilon: this.epsilon }) as tf.Tensor;
+        }
+        return tf.tidy(() => {
+          const { y, mean, variance } = batchNormTraining(
+            x,
+            this.gamma.read(),
+            this.beta.read(),
+            this.epsilon,
+          );
+          const [movingMean, movingVariance] = tf.engine().runKernel(RN_MOVING_AVERAGES, {
+            movingMean: this.movingMean.read(),
+            movingVariance: this.movingVariance.read(),
+            mean,
+            variance,
+          }, { decay: 1 - this.momentum }) as tf.Tensor[];
+          this.movingMean.write(movingMean);
+          this.movingVariance.write(movingVariance);
+          return y;
+        });
+      },
+  );
 }

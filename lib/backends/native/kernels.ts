@@ -34,21 +34,19 @@ import {
   FusedConv2D,
   type FusedConv2DAttrs,
   getBackend,
-  getGradient,
-  getKernel,
   type GradConfig,
   type KernelFunc,
   Mean,
   PadV2,
   type PadV2Attrs,
-  registerGradient,
-  registerKernel,
   Relu,
   Sum,
   type Tensor,
   type TensorInfo,
   util,
 } from "@tensorflow/tfjs-core";
+import { overrideGradient, overrideKernel, type Undo, undoAll } from "../acceleration.ts";
+import { middleReduction } from "../wasm/kernels.ts";
 
 /** Must equal `rn_abi_version()` in `native/kernels.c`. */
 const ABI_VERSION = 6;
@@ -162,19 +160,6 @@ export function loadNativeLibrary(): string {
     library = opened.symbols;
   }
   return `OpenBLAS SGEMM and OpenMP, via FFI (${path})`;
-}
-
-/**
- * Turns the native kernels on or off. Off, the wasm backend runs its own
- * kernels, so `wasm` and `native` can run in one process (tests compare them).
- *
- * @throws {Error} If enabling before {@linkcode loadNativeLibrary} succeeded.
- */
-export function setNativeKernelsEnabled(on: boolean): void {
-  if (on && library === null) {
-    throw new Error("Expected loadNativeLibrary() to succeed before enabling native kernels");
-  }
-  enabled = on;
 }
 
 /** Whether the native kernels are handling the wasm backend's convolutions now. */
@@ -318,41 +303,6 @@ const conv2DBackpropFilterNative: NativeKernelFunc = (args) => {
   check(status, Conv2DBackpropFilter, info);
   return out;
 };
-
-/** A Sum/Mean as `[outer, middle, inner] -> [outer, inner]`, and its output shape. */
-export interface MiddleReduction {
-  outer: number;
-  middle: number;
-  inner: number;
-  outShape: number[];
-}
-
-/**
- * How a float32 `Sum`/`Mean` over `axis` reduces one block of consecutive
- * axes that has axes after it (batch-norm's N, H, W of NHWC; a bias
- * gradient), or null when it is not that shape (other dtypes, scattered or
- * innermost axes, empty tensors). The wasm and the native reductions share it.
- */
-export function middleReduction(
-  x: TensorInfo,
-  axis: number | number[],
-  keepDims: boolean,
-): MiddleReduction | null {
-  const axes = [...new Set(util.parseAxisParam(axis, x.shape))].sort((a, b) => a - b);
-  const first = axes[0];
-  const last = axes[axes.length - 1];
-  const consecutive = axes.length > 0 && last - first + 1 === axes.length;
-  const outer = util.sizeFromShape(x.shape.slice(0, first));
-  const middle = util.sizeFromShape(x.shape.slice(first, last + 1));
-  const inner = util.sizeFromShape(x.shape.slice(last + 1));
-  if (!consecutive || x.dtype !== "float32" || inner === 1 || outer * middle * inner === 0) {
-    return null;
-  }
-  const outShape = keepDims
-    ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
-    : x.shape.filter((_, i) => !axes.includes(i));
-  return { outer, middle, inner, outShape };
-}
 
 /** `Sum`/`Mean` of a {@linkcode middleReduction}: one pass over x in native code. */
 function reductionNative(kernelName: typeof Sum | typeof Mean): NativeKernelFunc {
@@ -605,26 +555,18 @@ const reluGradNative: KernelFunc = (args) => {
 };
 
 /**
- * The stock ReLU gradient, `dy * cast(step(x))` (three kernels), becomes one
- * native kernel while the native kernels are enabled. Gradients are global in
- * tfjs, not per backend, so this one checks where it runs.
+ * The ReLU gradient as one native kernel, where the stock one, `dy * cast(step(x))`,
+ * runs three. Gradients are global in tfjs, not per backend, so it checks where it runs.
  */
-function registerReluGradient(): void {
-  const stock = getGradient(Relu);
-  if (stock === undefined || stock.gradFunc === reluGradFunc) return;
-  stockReluGradient = stock;
-  registerGradient({ ...stock, gradFunc: reluGradFunc });
-}
-
-let stockReluGradient: GradConfig | undefined;
-
-const reluGradFunc: GradConfig["gradFunc"] = (dy, saved, attrs) => {
-  const [x] = saved;
-  if (!enabled || getBackend() !== "wasm") return stockReluGradient!.gradFunc(dy, saved, attrs);
-  return {
-    x: () => engine().runKernel(RN_RELU_GRAD, { dy: dy as Tensor, x }, {}) as Tensor,
+function reluGradient(stock: GradConfig): GradConfig["gradFunc"] {
+  return (dy, saved, attrs) => {
+    const [x] = saved;
+    if (!enabled || getBackend() !== "wasm") return stock.gradFunc(dy, saved, attrs);
+    return {
+      x: () => engine().runKernel(RN_RELU_GRAD, { dy: dy as Tensor, x }, {}) as Tensor,
+    };
   };
-};
+}
 
 // ---------------------------------------------------------------------- adam
 
@@ -679,29 +621,6 @@ const adamNative: KernelFunc = (args) => {
   return outputs;
 };
 
-/**
- * Registers the batch-norm and ReLU-gradient kernels above on the wasm
- * backend, and the ReLU gradient that uses the latter (idempotent). They are
- * new kernels, not replacements: only `batchnorm.ts` and that gradient run
- * them, and only while the native kernels are enabled.
- */
-export function registerNativeOnlyKernels(): void {
-  const kernels: [string, KernelFunc][] = [
-    [RN_MOMENTS, momentsNative],
-    [RN_MOVING_AVERAGES, movingAveragesNative],
-    [RN_BATCH_NORM_FORWARD, batchNormForwardNative],
-    [RN_BATCH_NORM_BACKWARD, batchNormBackwardNative],
-    [RN_RELU_GRAD, reluGradNative],
-    [RN_ADAM, adamNative],
-  ];
-  for (const [kernelName, kernelFunc] of kernels) {
-    if (getKernel(kernelName, "wasm") === undefined) {
-      registerKernel({ kernelName, backendName: "wasm", kernelFunc });
-    }
-  }
-  registerReluGradient();
-}
-
 // ------------------------------------------------------------------- exports
 
 /**
@@ -711,12 +630,8 @@ export function registerNativeOnlyKernels(): void {
  */
 export type NativeKernelFunc = (args: Parameters<KernelFunc>[0]) => TensorInfo | null;
 
-/**
- * The native kernels by kernel name. `wasm_kernels.ts` tries them first in
- * the wasm backend's kernels, so there is one registration and one fallback
- * order whichever backend is chosen.
- */
-export const NATIVE_KERNELS: ReadonlyMap<string, NativeKernelFunc> = new Map([
+/** Kernels of the wasm backend that a native kernel goes in front of (null: the wasm one runs). */
+const REPLACEMENTS: ReadonlyMap<string, NativeKernelFunc> = new Map([
   [Conv2D, conv2DNative],
   [FusedConv2D, fusedConv2DNative],
   [Conv2DBackpropInput, conv2DBackpropInputNative],
@@ -727,3 +642,44 @@ export const NATIVE_KERNELS: ReadonlyMap<string, NativeKernelFunc> = new Map([
   [Add, addNative],
   [PadV2, padNative],
 ]);
+
+/** Kernels only the native backend has: batch norm's (`batchnorm.ts`), ReLU's gradient, Adam's step. */
+const NATIVE_ONLY: readonly [string, KernelFunc][] = [
+  [RN_MOMENTS, momentsNative],
+  [RN_MOVING_AVERAGES, movingAveragesNative],
+  [RN_BATCH_NORM_FORWARD, batchNormForwardNative],
+  [RN_BATCH_NORM_BACKWARD, batchNormBackwardNative],
+  [RN_RELU_GRAD, reluGradNative],
+  [RN_ADAM, adamNative],
+];
+
+/**
+ * Registers the native kernels on the wasm backend: each replacement in front
+ * of the wasm kernel registered now (which runs for the inputs it does not
+ * implement: NCHW, dilations, other activations or dtypes), the native-only
+ * kernels, and the one-kernel ReLU gradient. Returns the undo that restores
+ * the wasm backend's own kernels and the stock gradient.
+ *
+ * @throws {Error} If {@linkcode loadNativeLibrary} has not succeeded.
+ */
+export function installNativeKernels(): Undo {
+  if (library === null) {
+    throw new Error("Expected loadNativeLibrary() to succeed before installing native kernels");
+  }
+  const undos: Undo[] = [];
+  for (const [kernelName, native] of REPLACEMENTS) {
+    undos.push(overrideKernel(kernelName, "wasm", (previous) => {
+      if (previous === undefined) {
+        throw new Error(`Expected a wasm kernel ${kernelName} for the native one to fall back to`);
+      }
+      return (args) => native(args) ?? previous.kernelFunc(args);
+    }));
+  }
+  for (const [kernelName, kernelFunc] of NATIVE_ONLY) {
+    undos.push(overrideKernel(kernelName, "wasm", () => kernelFunc));
+  }
+  undos.push(overrideGradient(Relu, reluGradient));
+  enabled = true;
+  undos.push(() => enabled = false);
+  return undoAll(undos);
+}

@@ -6,9 +6,8 @@
  * a training step. Both gradients are themselves convolutions, so this module
  * rewrites them as compositions of the backend's own XNNPACK `Conv2D` plus
  * data-movement kernels (`Transpose`, `Slice`, `Concat`, `Reshape`, `Fill`).
- * With the `native` backend chosen, `native_kernels.ts` computes the
- * convolutions (forward too) and reductions instead; these kernels try it
- * first. It also replaces `Tile`, `Sum` and `Mean`, whose element-by-element copies
+ * (The `native` backend, `../native/`, installs its own kernels in front of
+ * these while it is active; this module knows nothing of it.) It also replaces `Tile`, `Sum` and `Mean`, whose element-by-element copies
  * (a tile; a transpose before reducing) made batch-norm's gradient and
  * statistics a large share of a step, and `Identity`, which copied a tensor
  * where sharing its buffer is enough.
@@ -58,7 +57,6 @@ import {
   unregisterKernel,
   util,
 } from "@tensorflow/tfjs-core";
-import { middleReduction, NATIVE_KERNELS } from "../native/kernels.ts";
 
 const BACKEND = "wasm";
 
@@ -565,6 +563,41 @@ function broadcastPlan(
   return xShape.length <= MAX_BROADCAST_RANK ? { xShape, onesShape } : null;
 }
 
+/** A Sum/Mean as `[outer, middle, inner] -> [outer, inner]`, and its output shape. */
+export interface MiddleReduction {
+  outer: number;
+  middle: number;
+  inner: number;
+  outShape: number[];
+}
+
+/**
+ * How a float32 `Sum`/`Mean` over `axis` reduces one block of consecutive
+ * axes that has axes after it (batch-norm's N, H, W of NHWC; a bias
+ * gradient), or null when it is not that shape (other dtypes, scattered or
+ * innermost axes, empty tensors). The wasm and the native reductions share it.
+ */
+export function middleReduction(
+  x: TensorInfo,
+  axis: number | number[],
+  keepDims: boolean,
+): MiddleReduction | null {
+  const axes = [...new Set(util.parseAxisParam(axis, x.shape))].sort((a, b) => a - b);
+  const first = axes[0];
+  const last = axes[axes.length - 1];
+  const consecutive = axes.length > 0 && last - first + 1 === axes.length;
+  const outer = util.sizeFromShape(x.shape.slice(0, first));
+  const middle = util.sizeFromShape(x.shape.slice(first, last + 1));
+  const inner = util.sizeFromShape(x.shape.slice(last + 1));
+  if (!consecutive || x.dtype !== "float32" || inner === 1 || outer * middle * inner === 0) {
+    return null;
+  }
+  const outShape = keepDims
+    ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
+    : x.shape.filter((_, i) => !axes.includes(i));
+  return { outer, middle, inner, outShape };
+}
+
 /**
  * `Sum` and `Mean` over a block of consecutive axes that are not the innermost
  * ones, such as batch-norm's reductions over N, H, W of an NHWC tensor, as a
@@ -649,40 +682,17 @@ function stockKernel(kernelName: string): KernelConfig {
   return stock;
 }
 
-/** Runs the stock kernel: for kernels only the native backend replaces. */
-function stock(kernelName: string): KernelFunc {
-  return (args) => stockKernel(kernelName).kernelFunc(args);
-}
-
-/**
- * `kernelFunc` with the native kernel of the same name in front: the native
- * one runs when `native` is the chosen backend and it implements the inputs.
- */
-function nativeFirst(kernelName: string, kernelFunc: KernelFunc): KernelFunc {
-  const native = NATIVE_KERNELS.get(kernelName);
-  if (native === undefined) return kernelFunc;
-  return (args) => native(args) ?? kernelFunc(args);
-}
+/** The kernels installed already: the stock ones they replaced are in `stockKernels`. */
+const installed = new Set<string>();
 
 /** The kernels this module installs on the wasm backend. */
 const REPLACEMENTS: readonly { kernelName: string; kernelFunc: KernelFunc }[] = [
-  { kernelName: Conv2D, kernelFunc: nativeFirst(Conv2D, stock(Conv2D)) },
-  { kernelName: FusedConv2D, kernelFunc: nativeFirst(FusedConv2D, stock(FusedConv2D)) },
-  {
-    kernelName: Conv2DBackpropFilter,
-    kernelFunc: nativeFirst(Conv2DBackpropFilter, conv2DBackpropFilterWasm),
-  },
-  {
-    kernelName: Conv2DBackpropInput,
-    kernelFunc: nativeFirst(Conv2DBackpropInput, conv2DBackpropInputWasm),
-  },
+  { kernelName: Conv2DBackpropFilter, kernelFunc: conv2DBackpropFilterWasm },
+  { kernelName: Conv2DBackpropInput, kernelFunc: conv2DBackpropInputWasm },
   { kernelName: Tile, kernelFunc: tileWasm },
-  { kernelName: Sum, kernelFunc: nativeFirst(Sum, reductionWasm(Sum)) },
-  { kernelName: Mean, kernelFunc: nativeFirst(Mean, reductionWasm(Mean)) },
+  { kernelName: Sum, kernelFunc: reductionWasm(Sum) },
+  { kernelName: Mean, kernelFunc: reductionWasm(Mean) },
   { kernelName: Identity, kernelFunc: identityWasm },
-  { kernelName: Relu, kernelFunc: nativeFirst(Relu, stock(Relu)) },
-  { kernelName: Add, kernelFunc: nativeFirst(Add, stock(Add)) },
-  { kernelName: PadV2, kernelFunc: nativeFirst(PadV2, stock(PadV2)) },
   { kernelName: Slice, kernelFunc: sliceWasm },
 ];
 
@@ -691,15 +701,13 @@ const REPLACEMENTS: readonly { kernelName: string; kernelFunc: KernelFunc }[] = 
  * `Mean`, `Identity` and `Slice` kernels on the `wasm` backend, replacing the
  * stock ones (missing, naive, copying element by element, copying at all, and
  * copying element by element); inputs the faster paths do not cover still go
- * to the stock kernels. `Conv2D`, `FusedConv2D`, `Relu`, `Add` and `PadV2` are
- * wrapped too: each tries its native kernel first (`native_kernels.ts`, only
- * while the native backend is chosen), then runs the stock one.
+ * to the stock kernels.
  *
  * Call it after importing `@tensorflow/tfjs-backend-wasm` (which registers the
  * stock kernels), before or after `tf.setBackend("wasm")`. Safe to call any
- * number of times: a kernel this function installed is left alone, and a
- * different registration (the stock kernel) is unregistered first, so tfjs does
- * not warn about a duplicate.
+ * number of times: a kernel this function installed once is left alone
+ * (whatever an acceleration has put in front of it since), and the stock
+ * registration is unregistered first, so tfjs does not warn about a duplicate.
  *
  * The convolution gradients support NHWC, any strides, and `pad` as `"valid"`,
  * `"same"`, a number or explicit per-side padding; they throw for `NCHW` or
@@ -728,8 +736,9 @@ export function registerWasmTrainingKernels(): void {
     );
   }
   for (const { kernelName, kernelFunc } of REPLACEMENTS) {
+    if (installed.has(kernelName)) continue;
+    installed.add(kernelName);
     const current = getKernel(kernelName, BACKEND);
-    if (current?.kernelFunc === kernelFunc) continue;
     if (current !== undefined) {
       stockKernels.set(kernelName, current);
       unregisterKernel(kernelName, BACKEND);
