@@ -6,17 +6,16 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import {
-  CHECKPOINT_FILE,
-  type EpochRecord,
-  restoreCheckpoint,
-  saveCheckpoint,
-} from "./train/checkpoint.ts";
-import { writeTextFileAtomic } from "./io/atomic.ts";
+import type { EpochRecord } from "./train/checkpoint.ts";
 import { learningRateAt, type TrainConfig } from "./train/config.ts";
 import { epochBatches, limitSplit, NUM_CLASSES, type Split } from "./data.ts";
 import { resnet18 } from "./model.ts";
-import { saveModel } from "./io/tfjs_model.ts";
+import {
+  resumeFromRunFolder,
+  saveEpoch,
+  saveFinalModel,
+  startRunFolder,
+} from "./train/run_folder.ts";
 import { Rng } from "./train/rng.ts";
 
 export type { EpochRecord } from "./train/checkpoint.ts";
@@ -39,7 +38,12 @@ export interface BatchProgress {
 /** Hooks called during {@linkcode train}; they may be async (a notebook redrawing a display). */
 export interface TrainCallbacks {
   onBatchEnd?: (progress: BatchProgress) => void | Promise<void>;
-  onEpochEnd?: (record: EpochRecord, evaluation: Evaluation) => void | Promise<void>;
+  /** After each epoch's checkpoint: its record, its evaluation, and the run's history so far. */
+  onEpochEnd?: (
+    record: EpochRecord,
+    evaluation: Evaluation,
+    history: readonly EpochRecord[],
+  ) => void | Promise<void>;
 }
 
 /** Test-set results: loss, accuracy, the confusion matrix and accuracy per class. */
@@ -327,15 +331,43 @@ export interface TrainResult {
   test: Split;
 }
 
-// Fields a resumed run must share with the run it continues; epochs may grow, and backend and
-// learning rate may change (a lower rate is the usual cure after a diverged run).
-const RESUME_FIXED: (keyof TrainConfig)[] = [
-  "batchSize",
-  "width",
-  "trainLimit",
-  "testLimit",
-  "seed",
-];
+/** The class-balanced subsets `config.trainLimit` and `config.testLimit` ask for (all if null). */
+export function chooseSubsets(
+  config: Pick<TrainConfig, "trainLimit" | "testLimit" | "seed">,
+  data: { train: Split; test: Split },
+): { train: Split; test: Split } {
+  return {
+    train: config.trainLimit === null
+      ? data.train
+      : limitSplit(data.train, config.trainLimit, config.seed),
+    test: config.testLimit === null
+      ? data.test
+      : limitSplit(data.test, config.testLimit, config.seed + 1),
+  };
+}
+
+/**
+ * Seconds until a run ends: the rest of this epoch and the epochs after it at
+ * the current training speed, plus one evaluation per epoch left.
+ *
+ * @param secondsPerEvaluation Measured after the first epoch; until then,
+ *   inference is taken as 3x faster than training.
+ */
+export function estimateSecondsLeft(p: {
+  epoch: number;
+  epochs: number;
+  batch: number;
+  batches: number;
+  trainImages: number;
+  testImages: number;
+  imagesPerSecond: number;
+  secondsPerEvaluation: number | null;
+}): number {
+  const remainingImages = (p.batches - p.batch) / p.batches * p.trainImages +
+    (p.epochs - p.epoch) * p.trainImages;
+  const perEvaluation = p.secondsPerEvaluation ?? p.testImages / p.imagesPerSecond / 3;
+  return remainingImages / p.imagesPerSecond + perEvaluation * (p.epochs - p.epoch + 1);
+}
 
 /**
  * The article's training run: build ResNet-18, train `config.epochs` epochs with Adam, evaluate
@@ -345,14 +377,9 @@ const RESUME_FIXED: (keyof TrainConfig)[] = [
  */
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const { config, runDir = null, resume = false, callbacks = {} } = options;
-  const trainSplit = config.trainLimit === null
-    ? options.data.train
-    : limitSplit(options.data.train, config.trainLimit, config.seed);
-  const testSplit = config.testLimit === null
-    ? options.data.test
-    : limitSplit(options.data.test, config.testLimit, config.seed + 1);
+  const subsets = chooseSubsets(config, options.data);
   const model = resnet18({ width: config.width, seed: config.seed });
-  const batches = Math.ceil(trainSplit.count / config.batchSize);
+  const batches = Math.ceil(subsets.train.count / config.batchSize);
   const optimizer = createOptimizer(config, config.epochs * batches);
   let rng = new Rng(config.seed);
   let history: EpochRecord[] = [];
@@ -360,72 +387,66 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   try {
     if (resume) {
       if (runDir === null) throw new Error("Expected a run folder to resume from but found none");
-      const state = await restoreCheckpoint(`${runDir}/${CHECKPOINT_FILE}`, model, optimizer);
-      const changed = RESUME_FIXED.filter((k) => state.config[k] !== config[k]);
-      if (changed.length > 0) {
-        throw new Error(
-          `Cannot resume ${runDir}: ${
-            changed.map((k) => `${k} was ${state.config[k]}, now ${config[k]}`).join(", ")
-          }`,
-        );
-      }
+      const state = await resumeFromRunFolder(runDir, config, model, optimizer);
       rng = Rng.fromState(state.rngState);
       history = state.history;
     } else if (runDir !== null) {
-      await Deno.mkdir(runDir, { recursive: true });
-      await writeTextFileAtomic(`${runDir}/config.json`, JSON.stringify(config, null, 2) + "\n");
+      await startRunFolder(runDir, config);
     }
-    let evalSeconds: number | null = null;
+    let secondsPerEvaluation: number | null = null;
     for (let epoch = history.length + 1; epoch <= config.epochs; epoch++) {
-      const trained = await trainEpoch(model, optimizer, trainSplit, {
+      const trained = await trainEpoch(model, optimizer, subsets.train, {
         batchSize: config.batchSize,
         rng,
         epoch,
         labelSmoothing: config.labelSmoothing,
         cropPadding: config.cropPadding,
-        onBatch: (batch, _, stats) => {
-          const remainingImages = (batches - batch) / batches * trainSplit.count +
-            (config.epochs - epoch) * trainSplit.count;
-          // Until the first evaluation is timed, take inference as 3x faster than training.
-          const perEval = evalSeconds ?? testSplit.count / stats.imagesPerSecond / 3;
-          return callbacks.onBatchEnd?.({
+        onBatch: (batch, _, stats) =>
+          callbacks.onBatchEnd?.({
             epoch,
             epochs: config.epochs,
             batch,
             batches,
             loss: stats.loss,
             imagesPerSecond: stats.imagesPerSecond,
-            etaSeconds: remainingImages / stats.imagesPerSecond +
-              perEval * (config.epochs - epoch + 1),
-          });
-        },
+            etaSeconds: estimateSecondsLeft({
+              epoch,
+              epochs: config.epochs,
+              batch,
+              batches,
+              trainImages: subsets.train.count,
+              testImages: subsets.test.count,
+              imagesPerSecond: stats.imagesPerSecond,
+              secondsPerEvaluation,
+            }),
+          }),
       });
-      const evalStart = performance.now();
-      evaluation = await evaluate(model, testSplit, { flip: config.testTimeFlip });
-      evalSeconds = (performance.now() - evalStart) / 1000;
+      const evaluationStart = performance.now();
+      evaluation = await evaluate(model, subsets.test, { flip: config.testTimeFlip });
+      secondsPerEvaluation = (performance.now() - evaluationStart) / 1000;
       const record: EpochRecord = {
         epoch,
         trainLoss: trained.loss,
         trainAccuracy: trained.accuracy,
         testLoss: evaluation.loss,
         testAccuracy: evaluation.accuracy,
-        seconds: trained.seconds + evalSeconds,
+        seconds: trained.seconds + secondsPerEvaluation,
         imagesPerSecond: trained.imagesPerSecond,
       };
       history.push(record);
       if (runDir !== null) {
-        const state = { epoch, rngState: rng.state(), history, config };
-        await saveCheckpoint(`${runDir}/${CHECKPOINT_FILE}`, model, optimizer, state);
-        await writeTextFileAtomic(
-          `${runDir}/history.json`,
-          JSON.stringify(history, null, 2) + "\n",
-        );
+        await saveEpoch(runDir, model, optimizer, {
+          epoch,
+          rngState: rng.state(),
+          history,
+          config,
+        });
       }
-      await callbacks.onEpochEnd?.(record, evaluation);
+      await callbacks.onEpochEnd?.(record, evaluation, history);
     }
-    evaluation ??= await evaluate(model, testSplit, { flip: config.testTimeFlip });
-    if (runDir !== null) await saveModel(model, `${runDir}/model`);
-    return { model, history, evaluation, train: trainSplit, test: testSplit };
+    evaluation ??= await evaluate(model, subsets.test, { flip: config.testTimeFlip });
+    if (runDir !== null) await saveFinalModel(runDir, model);
+    return { model, history, evaluation, train: subsets.train, test: subsets.test };
   } catch (error) {
     model.dispose();
     throw error;

@@ -8,31 +8,35 @@ import {
   CIFAR10_CLASSES,
   drawAugmentation,
   IMAGE_BYTES,
+  imageAt,
   RECORD_BYTES,
   type Split,
 } from "../lib/data.ts";
 import { ARTICLE_PYTORCH_PARAMETERS, countTrainableParameters, resnet18 } from "../lib/model.ts";
 import {
-  augmentationExamples,
-  augmentedSplit,
-  chooseNotebookPlan,
-  classCounts,
-  configRows,
-  declarationSource,
   describeBundle,
   display,
-  findCifar10Source,
-  highlightTypeScript,
   inJupyter,
   JupyterSink,
   LiveDisplay,
+  RecordingSink,
+  setDisplaySink,
+} from "../lib/notebook/display.ts";
+import {
+  augmentationExamples,
+  augmentedSplit,
+  classCounts,
   misclassifiedExamples,
   modelSummaryRows,
   predictLabels,
-  RecordingSink,
-  setDisplaySink,
+} from "../lib/notebook/examples.ts";
+import {
+  chooseNotebookPlan,
+  configRows,
+  findCifar10Source,
   trainLimitForBudget,
-} from "../lib/notebook/display.ts";
+} from "../lib/notebook/plan.ts";
+import { declarationSource, highlightTypeScript } from "../lib/notebook/source.ts";
 import { Rng } from "../lib/train/rng.ts";
 import { evaluate } from "../lib/train.ts";
 import { checkNotebook, REQUIRED_FIGURES } from "../tools/check_notebook.ts";
@@ -54,10 +58,11 @@ function records(split: Split): Uint8Array {
   const plane = 32 * 32;
   for (let i = 0; i < split.count; i++) {
     const at = i * RECORD_BYTES;
+    const image = imageAt(split, i); // [32, 32, 3] NHWC
     out[at] = split.labels[i];
     for (let p = 0; p < plane; p++) {
       for (let c = 0; c < 3; c++) {
-        out[at + 1 + c * plane + p] = split.images[i * IMAGE_BYTES + p * 3 + c];
+        out[at + 1 + c * plane + p] = image[p * 3 + c];
       }
     }
   }
@@ -337,11 +342,7 @@ Deno.test("augmentationExamples() shows one image per class and its augmentation
   augmented.forEach((image, label) => {
     const params = drawAugmentation(rng);
     const expected = new Uint8Array(IMAGE_BYTES);
-    augmentInto(
-      split.images.subarray(label * IMAGE_BYTES, (label + 1) * IMAGE_BYTES),
-      expected,
-      params,
-    );
+    augmentInto(imageAt(split, label), expected, params);
     assert.deepEqual(image.rgb, expected);
     assert.match(image.caption, /^\([+-]?\d, [+-]?\d\)( flip)?$/);
   });
@@ -377,7 +378,7 @@ Deno.test("misclassifiedExamples() captions true → predicted and checks the le
   const split = syntheticSplit(4);
   const wrong = misclassifiedExamples(split, Uint8Array.from([0, 2, 2, 9]), CIFAR10_CLASSES, 5);
   assert.deepEqual(wrong.map((w) => w.caption), ["automobile → bird", "cat → truck"]);
-  assert.deepEqual(wrong[0].rgb, split.images.subarray(IMAGE_BYTES, 2 * IMAGE_BYTES));
+  assert.deepEqual(wrong[0].rgb, imageAt(split, 1));
   assert.equal(
     misclassifiedExamples(split, Uint8Array.from([1, 2, 2, 9]), CIFAR10_CLASSES, 1).length,
     1,

@@ -61,10 +61,11 @@ export function absolutizeImports(source: string, baseUrl: URL): string {
 
 /**
  * One ES module that runs the notebook's code cells in order, for running a notebook without
- * Jupyter. Displays go to a `RecordingSink` (from `lib/notebook.ts`) that attributes them to
- * their cell, `console.log` lines are kept per cell too, and both are written as
- * {@linkcode RecordedOutputs} JSON to the file named by `$NOTEBOOK_OUTPUTS` at the end. A cell's last expression is not displayed, as Jupyter
- * would; the notebook shows everything it needs explicitly.
+ * Jupyter. Displays go to a `RecordingSink` (from `lib/notebook/display.ts`) that attributes
+ * them to their cell, `console.log` lines are kept per cell too, and both are written as
+ * {@linkcode RecordedOutputs} JSON to the file named by `$NOTEBOOK_OUTPUTS` at the end. A cell's
+ * last expression is not displayed, as Jupyter would; the notebook shows everything it needs
+ * explicitly.
  *
  * @param notebook The parsed notebook.
  * @param notebookUrl Where it lives: relative imports are resolved from its folder.

@@ -4,14 +4,15 @@
  * same stack with identity skip connections (`h = relu(conv(h) + h)`, the article's
  * `F(x) + x`). Both stacks start from the same weights, so the skip is the only difference.
  *
- * The weights are initialised as PyTorch (and {@linkcode resnet18}) does, uniform in
- * ±1/sqrt(fanIn): without BatchNorm nothing rescales the signal, which is what the
+ * The weights are initialised as PyTorch (and `resnet18()`) does, with {@linkcode pytorchUniform}:
+ * uniform in ±1/sqrt(fanIn). Without BatchNorm nothing rescales the signal, which is what the
  * demonstration is about.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
 import { CHANNELS, NUM_CLASSES } from "../data.ts";
+import { pytorchUniform, SeedSequence } from "../model.ts";
 import type { LayerValue } from "../report/figures.ts";
 
 /** Options of {@linkcode createConvStack}. */
@@ -39,12 +40,6 @@ export interface ConvStack {
   head: Affine;
 }
 
-/** Uniform in ±1/sqrt(fanIn), PyTorch's default for both the weights and the biases. */
-function pytorchUniform(shape: number[], fanIn: number, seed: number): tf.Tensor {
-  const bound = 1 / Math.sqrt(fanIn);
-  return tf.randomUniform(shape, -bound, bound, "float32", seed);
-}
-
 /**
  * Builds the stack's weights. The caller disposes them with {@linkcode disposeConvStack}.
  *
@@ -67,10 +62,11 @@ export function createConvStack(options: ConvStackOptions = {}): ConvStack {
       throw new RangeError(`Expected ${name} to be an integer >= 1 but found ${value}`);
     }
   }
-  let next = seed * 1000;
+  const seeds = new SeedSequence(seed);
+  // PyTorch's default for both the weights and the biases.
   const affine = (kernelShape: number[], fanIn: number): Affine => ({
-    kernel: pytorchUniform(kernelShape, fanIn, next++),
-    bias: pytorchUniform([kernelShape.at(-1)!], fanIn, next++) as tf.Tensor1D,
+    kernel: pytorchUniform(fanIn, seeds.take()).apply(kernelShape),
+    bias: pytorchUniform(fanIn, seeds.take()).apply([kernelShape.at(-1)!]) as tf.Tensor1D,
   });
   return {
     stem: affine([3, 3, CHANNELS, channels], 9 * CHANNELS),

@@ -8,6 +8,7 @@ import * as Plot from "@observablehq/plot";
 import { parseHTML } from "linkedom";
 import type { EpochRecord } from "../train/checkpoint.ts";
 import { pngDataUrl } from "../io/png.ts";
+import { escapeHtml } from "./html.ts";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 let shimDocument: Document | null = null;
@@ -71,7 +72,9 @@ export function curvesSvg(history: EpochRecord[]): string {
       y: { label, grid: true },
       color: { domain: ["train", "test"], range: ["#4269d0", "#ff725c"] },
       marks: [
-        Plot.line(long, { x: "epoch", y, stroke: "split", marker: "circle" }),
+        // z names the series. Left to default to the stroke, Plot warns of "high cardinality"
+        // when there are more series than half the points: after the first epoch (2 and 2).
+        Plot.line(long, { x: "epoch", y, z: "split", stroke: "split", marker: "circle" }),
         Plot.text(
           long,
           Plot.selectLast({
@@ -192,7 +195,14 @@ export function perLayerSvg(rows: LayerValue[], yLabel: string): string {
     y: { label: yLabel, type: "log", grid: true },
     color: { legend: false },
     marks: [
-      Plot.line(rows, { x: "layer", y: "value", stroke: "network", marker: "circle" }),
+      // z explicit, as in curvesSvg: one layer gives 2 points and 2 series.
+      Plot.line(rows, {
+        x: "layer",
+        y: "value",
+        z: "network",
+        stroke: "network",
+        marker: "circle",
+      }),
       Plot.text(
         rows,
         Plot.selectLast({
@@ -216,10 +226,6 @@ export interface CaptionedImage {
   caption: string;
   /** Caption colour, e.g. red for a wrong prediction. @default "inherit" */
   color?: string;
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 /**

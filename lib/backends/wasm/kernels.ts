@@ -22,7 +22,6 @@
 
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import {
-  Add,
   backend_util,
   BatchMatMul,
   Concat,
@@ -32,7 +31,6 @@ import {
   Conv2DBackpropInput,
   type Conv2DBackpropInputAttrs,
   Fill,
-  FusedConv2D,
   getKernel,
   Identity,
   type KernelConfig,
@@ -41,9 +39,7 @@ import {
   Multiply,
   type NamedAttrMap,
   type NamedTensorInfoMap,
-  PadV2,
   registerKernel,
-  Relu,
   Reshape,
   Slice,
   slice_util,
