@@ -46,7 +46,7 @@ import {
   util,
 } from "@tensorflow/tfjs-core";
 import { overrideGradient, overrideKernel, type Undo, undoAll } from "../acceleration.ts";
-import { middleReduction } from "../wasm/kernels.ts";
+import { channelsLastConvInfo, middleReduction } from "../wasm/kernels.ts";
 
 /** Must equal `rn_abi_version()` in `native/kernels.c`. */
 const ABI_VERSION = 6;
@@ -207,16 +207,7 @@ function nativeConvInfo(
   const dilations = attrs.dilations ?? 1;
   const [dh, dw] = typeof dilations === "number" ? [dilations, dilations] : dilations;
   if (dh !== 1 || dw !== 1) return null;
-  return backend_util.computeConv2DInfo(
-    xShape as [number, number, number, number],
-    filterShape as [number, number, number, number],
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode,
-    false,
-    "channelsLast",
-  );
+  return channelsLastConvInfo(xShape, filterShape, attrs);
 }
 
 function heap(backend: BackendWasm, info: TensorInfo): Float32Array {
@@ -266,43 +257,64 @@ function fusedConv2DNative(args: Parameters<KernelFunc>[0]): TensorInfo | null {
   return out;
 }
 
-const conv2DBackpropInputNative: NativeKernelFunc = (args) => {
-  const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
-  const attrs = args.attrs as unknown as Conv2DBackpropInputAttrs;
-  const info = nativeConvInfo(attrs.inputShape, filter.shape, attrs, [dy.dtype, filter.dtype]);
-  if (info === null || dy.shape.join() !== info.outShape.join()) {
-    return null;
-  }
-  const backend = args.backend as BackendWasm;
-  const out = backend.makeOutput(info.inShape, "float32");
-  const status = library!.rn_conv2d_backprop_input(
-    heap(backend, dy),
-    heap(backend, filter),
-    heap(backend, out),
-    packGeometry(info),
-  );
-  check(status, Conv2DBackpropInput, info);
-  return out;
-};
+/**
+ * A convolution gradient in native code: `dy` with the other input (the
+ * filter for dx, x for dW) into an output of the gradient's shape, or null
+ * for what the native kernels do not implement.
+ */
+function convGradientNative(
+  kernelName: string,
+  geometry: (args: Parameters<KernelFunc>[0]) => {
+    dy: TensorInfo;
+    other: TensorInfo;
+    info: backend_util.Conv2DInfo | null;
+  },
+  outputShape: (info: backend_util.Conv2DInfo) => number[],
+  run: (
+    dy: Float32Array,
+    other: Float32Array,
+    out: Float32Array,
+    geometry: Int32Array,
+  ) => number,
+): NativeKernelFunc {
+  return (args) => {
+    const { dy, other, info } = geometry(args);
+    if (info === null || dy.shape.join() !== info.outShape.join()) return null;
+    const backend = args.backend as BackendWasm;
+    const out = backend.makeOutput(outputShape(info), "float32");
+    check(
+      run(heap(backend, dy), heap(backend, other), heap(backend, out), packGeometry(info)),
+      kernelName,
+      info,
+    );
+    return out;
+  };
+}
 
-const conv2DBackpropFilterNative: NativeKernelFunc = (args) => {
-  const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
-  const attrs = args.attrs as unknown as Conv2DBackpropFilterAttrs;
-  const info = nativeConvInfo(x.shape, attrs.filterShape, attrs, [x.dtype, dy.dtype]);
-  if (info === null || dy.shape.join() !== info.outShape.join()) {
-    return null;
-  }
-  const backend = args.backend as BackendWasm;
-  const out = backend.makeOutput(info.filterShape, "float32");
-  const status = library!.rn_conv2d_backprop_filter(
-    heap(backend, x),
-    heap(backend, dy),
-    heap(backend, out),
-    packGeometry(info),
-  );
-  check(status, Conv2DBackpropFilter, info);
-  return out;
-};
+const conv2DBackpropInputNative = convGradientNative(
+  Conv2DBackpropInput,
+  (args) => {
+    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+    const attrs = args.attrs as unknown as Conv2DBackpropInputAttrs;
+    const info = nativeConvInfo(attrs.inputShape, filter.shape, attrs, [dy.dtype, filter.dtype]);
+    return { dy, other: filter, info };
+  },
+  (info) => info.inShape,
+  (dy, filter, dx, geometry) => library!.rn_conv2d_backprop_input(dy, filter, dx, geometry),
+);
+
+const conv2DBackpropFilterNative = convGradientNative(
+  Conv2DBackpropFilter,
+  (args) => {
+    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+    const attrs = args.attrs as unknown as Conv2DBackpropFilterAttrs;
+    const info = nativeConvInfo(x.shape, attrs.filterShape, attrs, [x.dtype, dy.dtype]);
+    return { dy, other: x, info };
+  },
+  (info) => info.filterShape,
+  // The C side takes x first.
+  (dy, x, dw, geometry) => library!.rn_conv2d_backprop_filter(x, dy, dw, geometry),
+);
 
 /** `Sum`/`Mean` of a {@linkcode middleReduction}: one pass over x in native code. */
 function reductionNative(kernelName: typeof Sum | typeof Mean): NativeKernelFunc {

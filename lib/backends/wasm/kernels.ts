@@ -216,6 +216,32 @@ function checkFloat32(kernelName: string, name: string, info: TensorInfo): void 
 }
 
 /**
+ * The geometry of an NHWC, undilated 2-D convolution of `xShape` by
+ * `filterShape` (`[kh, kw, Cin, Cout]`): what the wasm and the native
+ * convolution kernels all compute their loops from.
+ */
+export function channelsLastConvInfo(
+  xShape: readonly number[],
+  filterShape: readonly number[],
+  attrs: {
+    strides: [number, number] | number;
+    pad: Conv2DBackpropInputAttrs["pad"];
+    dimRoundingMode?: Conv2DBackpropInputAttrs["dimRoundingMode"];
+  },
+): backend_util.Conv2DInfo {
+  return backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    "channelsLast",
+  );
+}
+
+/**
  * dW[i, j, ci, co] = sum over n, p, q of xPadded[n, p*s + i, q*s + j, ci] * dy[n, p, q, co].
  *
  * Read with batch and channel axes swapped, that sum is a stride-1 convolution of
@@ -230,16 +256,7 @@ const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend, attrs }) => {
   checkAttrs(Conv2DBackpropFilter, attrs ?? {});
   checkFloat32(Conv2DBackpropFilter, "x", x);
   checkFloat32(Conv2DBackpropFilter, "dy", dy);
-  const info = backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number],
-    a.filterShape,
-    a.strides,
-    1,
-    a.pad,
-    a.dimRoundingMode,
-    false,
-    "channelsLast",
-  );
+  const info = channelsLastConvInfo(x.shape, a.filterShape, a);
   const { batchSize, inHeight, inWidth, inChannels, strideHeight, strideWidth } = info;
   const { filterHeight, filterWidth, outHeight, outWidth, padInfo } = info;
   if (dy.shape.join() !== info.outShape.join()) {
@@ -302,16 +319,7 @@ const conv2DBackpropInputWasm: KernelFunc = ({ inputs, backend, attrs }) => {
   checkAttrs(Conv2DBackpropInput, attrs ?? {});
   checkFloat32(Conv2DBackpropInput, "dy", dy);
   checkFloat32(Conv2DBackpropInput, "filter", filter);
-  const info = backend_util.computeConv2DInfo(
-    a.inputShape,
-    filter.shape as [number, number, number, number],
-    a.strides,
-    1,
-    a.pad,
-    a.dimRoundingMode,
-    false,
-    "channelsLast",
-  );
+  const info = channelsLastConvInfo(a.inputShape, filter.shape, a);
   if (dy.shape.join() !== info.outShape.join()) {
     throw new Error(
       `wasm ${Conv2DBackpropInput}: expected dy of shape [${info.outShape}] but found [${dy.shape}]`,
