@@ -4,8 +4,9 @@
  *
  * @module
  */
-import { BENCH_USAGE, parseBenchArgs, runBench } from "../lib/report/bench.ts";
-import { runMain } from "../lib/cli/flags.ts";
+import { BENCH_USAGE, parseBenchArgs } from "../lib/cli/bench_args.ts";
+import { runMain } from "../lib/cli/run_main.ts";
+import { runBench } from "../lib/report/bench.ts";
 
 async function main(argv: string[]): Promise<number> {
   const options = parseBenchArgs(argv);

@@ -1,24 +1,81 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { createOptimizer, crossEntropy } from "../lib/train.ts";
-import { DEFAULT_CONFIG, learningRateAt, makeConfig, PRESETS } from "../lib/train/config.ts";
+import {
+  BACKEND_NAMES,
+  ConfigError,
+  DEFAULT_CONFIG,
+  learningRateAt,
+  makeConfig,
+  PRESETS,
+  type TrainConfig,
+} from "../lib/train/config.ts";
 
-Deno.test("makeConfig() defaults keep the article's constant rate and plain cross-entropy", () => {
-  const config = makeConfig();
-  assert.equal(config.lrSchedule, "constant");
-  assert.equal(config.labelSmoothing, 0);
-  assert.deepEqual(config, DEFAULT_CONFIG);
+Deno.test("DEFAULT_CONFIG is the article's recipe", () => {
+  // The article (../shared/article, and ../shared/peer/article_torch.py): num_epochs = 10,
+  // DataLoader(batch_size=64), Adam(lr=0.001), ResNet-18 (stem of 64 channels),
+  // RandomCrop(32, padding=4) + RandomHorizontalFlip, plain CrossEntropyLoss, a constant rate,
+  // every image of both splits, no test-time augmentation; the peer seeds with 0. The backend
+  // is this project's choice: the fastest this machine has.
+  assert.deepEqual(DEFAULT_CONFIG, {
+    epochs: 10,
+    batchSize: 64,
+    learningRate: 0.001,
+    width: 64,
+    trainLimit: null,
+    testLimit: null,
+    seed: 0,
+    backend: "auto",
+    lrSchedule: "constant",
+    labelSmoothing: 0,
+    testTimeFlip: false,
+    cropPadding: 4,
+  });
+  assert.deepEqual(makeConfig(), DEFAULT_CONFIG);
+});
+
+Deno.test("makeConfig() throws a ConfigError naming the field, expected and found", () => {
+  const cases: [Partial<TrainConfig>, keyof TrainConfig, string][] = [
+    [{ epochs: 0 }, "epochs", "Expected epochs to be an integer >= 1 but found 0"],
+    [{ batchSize: 2.5 }, "batchSize", "Expected batchSize to be an integer >= 1 but found 2.5"],
+    [{ width: -4 }, "width", "Expected width to be an integer >= 1 but found -4"],
+    [{ trainLimit: 0 }, "trainLimit", "Expected trainLimit to be an integer >= 1 but found 0"],
+    [{ testLimit: 0 }, "testLimit", "Expected testLimit to be an integer >= 1 but found 0"],
+    [{ seed: -1 }, "seed", "Expected seed to be an integer >= 0 but found -1"],
+    [{ learningRate: 0 }, "learningRate", "Expected learningRate to be a number > 0 but found 0"],
+    [
+      { backend: "cuda" as "cpu" },
+      "backend",
+      `Expected backend to be one of ${BACKEND_NAMES.join(", ")} but found cuda`,
+    ],
+  ];
+  for (const [partial, field, message] of cases) {
+    assert.throws(() => makeConfig(partial), (e: unknown) => {
+      assert.ok(e instanceof ConfigError && e instanceof RangeError, String(e));
+      assert.equal(e.field, field);
+      assert.equal(e.message, message);
+      assert.equal(e.name, "ConfigError");
+      return true;
+    });
+  }
+  assert.equal(makeConfig({ trainLimit: null, testLimit: 10 }).testLimit, 10);
+});
+
+Deno.test("BACKEND_NAMES lists what a user can choose, auto last", () => {
+  assert.deepEqual(BACKEND_NAMES, ["cpu", "wasm", "native", "webgpu", "auto"]);
 });
 
 Deno.test("makeConfig() accepts the fast preset and rejects a bad schedule or smoothing", () => {
   assert.deepEqual(makeConfig(PRESETS.fast), { ...DEFAULT_CONFIG, ...PRESETS.fast });
   assert.throws(() => makeConfig({ lrSchedule: "cosine" as "onecycle" }), {
-    name: "RangeError",
+    name: "ConfigError",
+    field: "lrSchedule",
     message: "Expected lrSchedule to be one of constant, onecycle but found cosine",
   });
   for (const labelSmoothing of [-0.1, 1, NaN]) {
     assert.throws(() => makeConfig({ labelSmoothing }), {
-      name: "RangeError",
+      name: "ConfigError",
+      field: "labelSmoothing",
       message: `Expected labelSmoothing to be a number in [0, 1) but found ${labelSmoothing}`,
     });
   }
@@ -29,12 +86,14 @@ Deno.test("makeConfig() checks cropPadding and testTimeFlip", () => {
   assert.equal(makeConfig({ cropPadding: 0 }).cropPadding, 0);
   for (const cropPadding of [-1, 1.5, 17]) {
     assert.throws(() => makeConfig({ cropPadding }), {
-      name: "RangeError",
+      name: "ConfigError",
+      field: "cropPadding",
       message: `Expected cropPadding to be an integer in 0..16 but found ${cropPadding}`,
     });
   }
   assert.throws(() => makeConfig({ testTimeFlip: "yes" as unknown as boolean }), {
-    name: "RangeError",
+    name: "ConfigError",
+    field: "testTimeFlip",
     message: "Expected testTimeFlip to be true or false but found yes",
   });
 });

@@ -1,218 +1,290 @@
 /**
- * Command-line parsing for `deno task train`: every flag is checked before anything starts,
- * and a bad one is a one-line {@linkcode UsageError} naming the flag.
+ * One declarative flag table per command: each flag's kind, range, help text and default in one
+ * place, from which {@linkcode parseFlags} checks a command line and {@linkcode formatFlags} writes
+ * the usage text. A bad flag is a one-line {@linkcode UsageError} naming it.
+ *
+ * @example
+ * ```ts
+ * import { type FlagTable, parseFlags } from "./flags.ts";
+ *
+ * const FLAGS = {
+ *   port: { kind: "int", value: "N", min: 0, max: 65535, help: "port", default: "8000" },
+ * } satisfies FlagTable;
+ * console.log(parseFlags(FLAGS, ["--port", "80"])?.values.port); // 80
+ * ```
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { makeConfig, type PresetName, PRESETS, type TrainConfig } from "../train/config.ts";
+import { flagError, UsageError } from "./run_main.ts";
 
-/** A flag or value the trainer did not understand. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
-
-/**
- * Turns a `node:util` `parseArgs` error into a one-line {@linkcode UsageError}: its messages are
- * long and mention internals, so keep the part that names the flag (`--width: argument missing`).
- */
-export function flagError(error: unknown): UsageError {
-  const message = (error as Error).message.split("\n")[0].split(". ")[0];
-  return new UsageError(message.replace(/^Option '(--[\w-]+)[^']*'/, "$1:"));
-}
-
-/** `deno task train --help`. */
-export const TRAIN_USAGE =
-  `Train the article's ResNet-18 on CIFAR-10 (defaults: the article's settings).
-
-Usage: deno task train [flags]
-
-  --preset NAME       article | fast; flags below override it  (default article)
-                      fast: width 16, batch 128, 5 epochs, lr 0.004 one-cycle,
-                      label smoothing 0.1, crop padding 2, test-time flip
-                      (accuracy per minute on a CPU)
-  --epochs N          passes over the training set            (default 10)
-  --batch-size N      images per Adam step                    (default 64)
-  --lr X              Adam learning rate (one-cycle: its peak) (default 0.001)
-  --lr-schedule NAME  constant | onecycle                      (default constant)
-  --label-smoothing X 0 <= X < 1                               (default 0)
-  --test-time-flip    score test images and their mirror images (default off)
-  --crop-padding N    training crops shift by up to N pixels   (default 4)
-  --width N           ResNet-18 stem width; 64 is the article (default 64)
-  --train-limit N     class-balanced subset of the 50,000 training images
-  --test-limit N      class-balanced subset of the 10,000 test images
-  --seed N            weights, subset, shuffling, augmentation (default 0)
-  --backend NAME      cpu | wasm | native | webgpu | auto      (default auto)
-  --data PATH|URL     CIFAR-10 folder, .tar.gz archive, or URL (default: download to ./data)
-  --md5 HEX           checksum of the archive at a --data URL
-  --out DIR           run folder                               (default runs/<date-time>)
-  --resume            continue the run in --out from its last checkpoint
-  --help              this text
-`;
-
-/** What the trainer was asked to do. */
-export interface TrainArgs {
-  config: TrainConfig;
+/** What every flag says about itself, whatever its kind. */
+interface FlagCommon<Field extends string> {
+  /** The usage text; lines after the first (`\n`) continue under it. */
+  help: string;
+  /** The usage text's `(default X)`. @default none shown */
+  default?: string;
   /**
-   * Only the fields given as flags, a preset's included (a resumed run takes the
-   * rest from its run folder).
+   * Makes the flag required: without it the command stops with
+   * `--NAME: expected <this> but found none`.
+   * @default optional
    */
-  overrides: Partial<TrainConfig>;
-  /** Folder, archive or URL; null = download the official archive into ./data. */
-  data: string | null;
-  md5: string | null;
-  out: string;
-  resume: boolean;
-  help: boolean;
+  required?: string;
+  /** The options field the flag sets (see {@linkcode fieldValues}). @default none */
+  field?: Field;
 }
 
-const INT_FLAGS = {
-  epochs: "epochs",
-  "batch-size": "batchSize",
-  width: "width",
-  "train-limit": "trainLimit",
-  "test-limit": "testLimit",
-  seed: "seed",
-  "crop-padding": "cropPadding",
-} as const;
-
-function parseNumber(flag: string, value: string, integer: boolean): number {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
-    throw new UsageError(
-      `--${flag}: expected ${integer ? "an integer" : "a number"} but found "${value}"`,
-    );
-  }
-  return n;
-}
-
-function timestamp(date: Date): string {
-  const p = (n: number) => String(n).padStart(2, "0");
-  return `${date.getFullYear()}${p(date.getMonth() + 1)}${p(date.getDate())}-${p(date.getHours())}${
-    p(date.getMinutes())
-  }${p(date.getSeconds())}`;
+/** A flag that takes a value; `value` names it in the usage text (`N`, `NAME`, `PATH`). */
+interface ValueFlag<Field extends string> extends FlagCommon<Field> {
+  value: string;
 }
 
 /**
- * Parses and validates the trainer's flags.
+ * One flag. Kinds: `boolean` (present or not), `string`, `int` and `number` (checked against `min`
+ * and `max`, both inclusive), `choice` (one of `choices`).
+ */
+export type FlagSpec<Field extends string = string> =
+  | FlagCommon<Field> & { kind: "boolean" }
+  | ValueFlag<Field> & { kind: "string" }
+  | ValueFlag<Field> & { kind: "int" | "number"; min?: number; max?: number }
+  | ValueFlag<Field> & { kind: "choice"; choices: readonly string[] };
+
+/** A command's flags by name (without `--`), in the order its usage text lists them. */
+export type FlagTable<Field extends string = string> = Readonly<Record<string, FlagSpec<Field>>>;
+
+/** The type a flag's value has once parsed. */
+export type FlagValue<S> = S extends { kind: "boolean" } ? boolean
+  : S extends { kind: "int" | "number" } ? number
+  : S extends { kind: "choice"; choices: readonly (infer C extends string)[] } ? C
+  : string;
+
+/** Parsed values by flag name: required flags always present, others only when given. */
+export type FlagValues<T extends FlagTable> =
+  & { -readonly [K in keyof T as T[K] extends { required: string } ? K : never]: FlagValue<T[K]> }
+  & { -readonly [K in keyof T as T[K] extends { required: string } ? never : K]?: FlagValue<T[K]> };
+
+/** What {@linkcode parseFlags} returns for a command line without `--help`. */
+export interface ParsedFlags<T extends FlagTable> {
+  values: FlagValues<T>;
+  /** Arguments that are not flags (image files for `deno task predict`). */
+  positionals: string[];
+}
+
+/** Every command takes `--help` (and `-h`); it is not in the tables. */
+const HELP_FLAG: FlagSpec = { kind: "boolean", help: "this text" };
+
+/** Options for {@linkcode parseFlags}. */
+export interface ParseFlagsOptions {
+  /** Accept arguments that are not flags. @default false */
+  positionals?: boolean;
+}
+
+/**
+ * Checks a command line against a flag table: unknown flags, missing values, values of the wrong
+ * kind or out of range, and missing required flags are each a one-line {@linkcode UsageError}
+ * naming the flag, with what was expected and what was found.
  *
- * @throws {UsageError} for an unknown flag, a missing or malformed value, or a value out of range.
+ * @param table The command's flags.
+ * @param args The command line after the script name.
+ * @param options Whether arguments that are not flags are accepted.
+ * @returns The values of the flags given, or `null` for `--help` (which skips every other check
+ *   but unknown flags).
+ * @throws {UsageError} naming the flag that is wrong.
  *
  * @example
  * ```ts
- * import { parseTrainArgs } from "./flags.ts";
- * console.log(parseTrainArgs(["--width", "16"]).config.width); // 16
+ * import { type FlagTable, parseFlags } from "./flags.ts";
+ *
+ * const FLAGS = { top: { kind: "int", value: "N", min: 1, help: "classes to show" } } satisfies FlagTable;
+ * console.log(parseFlags(FLAGS, ["--top", "2"])?.values.top); // 2
+ * console.log(parseFlags(FLAGS, ["--help"])); // null
+ * try {
+ *   parseFlags(FLAGS, ["--top", "0"]);
+ * } catch (error) {
+ *   console.log((error as Error).message); // --top: expected an integer >= 1 but found "0"
+ * }
  * ```
  */
-export function parseTrainArgs(args: string[], now = new Date()): TrainArgs {
-  // node:util reads `--width -4` as a flag without its value; a negative number is a value.
-  const joined = args.flatMap((a, i) =>
-    /^-\d/.test(a) && args[i - 1]?.startsWith("--")
-      ? []
-      : /^--/.test(a) && /^-\d/.test(args[i + 1] ?? "")
-      ? [`${a}=${args[i + 1]}`]
-      : [a]
-  );
+export function parseFlags<T extends FlagTable>(
+  table: T,
+  args: readonly string[],
+  options: ParseFlagsOptions = {},
+): ParsedFlags<T> | null {
+  const parseArgsOptions: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+  };
+  for (const [name, spec] of Object.entries(table)) {
+    parseArgsOptions[name] = { type: spec.kind === "boolean" ? "boolean" : "string" };
+  }
   let parsed;
   try {
     parsed = parseArgs({
-      args: joined,
+      args: joinNegativeValues(args),
       strict: true,
-      allowPositionals: false,
-      options: {
-        epochs: { type: "string" },
-        "batch-size": { type: "string" },
-        lr: { type: "string" },
-        "lr-schedule": { type: "string" },
-        "label-smoothing": { type: "string" },
-        preset: { type: "string" },
-        width: { type: "string" },
-        "train-limit": { type: "string" },
-        "test-limit": { type: "string" },
-        "crop-padding": { type: "string" },
-        seed: { type: "string" },
-        backend: { type: "string" },
-        data: { type: "string" },
-        md5: { type: "string" },
-        out: { type: "string" },
-        "test-time-flip": { type: "boolean" },
-        resume: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
+      allowPositionals: options.positionals ?? false,
+      options: parseArgsOptions,
     });
   } catch (error) {
     throw flagError(error);
   }
-  const v = parsed.values;
-  if (v.preset !== undefined && !Object.hasOwn(PRESETS, v.preset)) {
-    throw new UsageError(
-      `--preset: expected one of ${Object.keys(PRESETS).join(", ")} but found "${v.preset}"`,
-    );
+  if (parsed.values.help) return null;
+  const values: Record<string, string | number | boolean> = {};
+  for (const [name, spec] of Object.entries(table)) {
+    const given = parsed.values[name];
+    if (given === undefined) {
+      if (spec.required !== undefined) {
+        throw new UsageError(`--${name}: expected ${spec.required} but found none`);
+      }
+      continue;
+    }
+    values[name] = typeof given === "string" ? parseValue(name, spec, given) : given === true;
   }
-  const partial: Partial<TrainConfig> = { ...PRESETS[(v.preset ?? "article") as PresetName] };
-  for (const [flag, key] of Object.entries(INT_FLAGS)) {
-    const value = v[flag as keyof typeof INT_FLAGS];
-    if (value !== undefined) partial[key] = parseNumber(flag, value, true);
-  }
-  if (v.lr !== undefined) partial.learningRate = parseNumber("lr", v.lr, false);
-  if (v.backend !== undefined) partial.backend = v.backend as TrainConfig["backend"];
-  if (v["lr-schedule"] !== undefined) {
-    partial.lrSchedule = v["lr-schedule"] as TrainConfig["lrSchedule"];
-  }
-  if (v["label-smoothing"] !== undefined) {
-    partial.labelSmoothing = parseNumber("label-smoothing", v["label-smoothing"], false);
-  }
-  if (v["test-time-flip"] !== undefined) partial.testTimeFlip = v["test-time-flip"];
-  let config: TrainConfig;
-  try {
-    config = makeConfig(partial);
-  } catch (error) {
-    const flag = Object.entries({
-      ...INT_FLAGS,
-      lr: "learningRate",
-      backend: "backend",
-      "lr-schedule": "lrSchedule",
-      "label-smoothing": "labelSmoothing",
-    })
-      .find(([, key]) => (error as Error).message.startsWith(`Expected ${key} `))?.[0];
-    throw new UsageError(`--${flag}: ${(error as Error).message}`);
-  }
-  if (v.resume && v.out === undefined) {
-    throw new UsageError("--resume: expected --out naming the run folder to continue");
-  }
-  if (v.md5 !== undefined && !/^[0-9a-f]{32}$/i.test(v.md5)) {
-    throw new UsageError(`--md5: expected 32 hexadecimal digits but found "${v.md5}"`);
-  }
-  if (v.md5 !== undefined && !/^https?:\/\//.test(v.data ?? "")) {
-    throw new UsageError("--md5: expected together with an http(s) URL in --data");
-  }
-  return {
-    config,
-    overrides: partial,
-    data: v.data ?? null,
-    md5: v.md5 ?? null,
-    out: v.out ?? `runs/${timestamp(now)}`,
-    resume: v.resume ?? false,
-    help: v.help ?? false,
-  };
+  return { values: values as FlagValues<T>, positionals: parsed.positionals };
 }
 
 /**
- * Runs an entry point's `main` and exits with its code: a {@linkcode UsageError} exits 2 with
- * one line pointing at `--help`, any other error exits 1 with its message (no stack trace).
+ * `node:util` reads `--width -4` as a flag without its value; a negative number is a value,
+ * so it is joined to the flag before it (`--width=-4`) and reaches the range check.
  */
-export async function runMain(main: (args: string[]) => Promise<number>): Promise<never> {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(`error: ${error.message} (see --help)`);
-      Deno.exit(2);
+function joinNegativeValues(args: readonly string[]): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--") return [...joined, ...args.slice(i)];
+    if (/^--[^=]+$/.test(args[i]) && /^-\d/.test(args[i + 1] ?? "")) {
+      joined.push(`${args[i]}=${args[i + 1]}`);
+      i++;
+    } else {
+      joined.push(args[i]);
     }
-    console.error(`error: ${(error as Error).message}`);
-    Deno.exit(1);
   }
+  return joined;
+}
+
+/** One flag's text as its kind says: a number in range, one of the choices, or the text itself. */
+function parseValue(name: string, spec: FlagSpec, text: string): string | number {
+  switch (spec.kind) {
+    case "int":
+    case "number": {
+      const n = Number(text);
+      const valid = text.trim() !== "" && Number.isFinite(n) &&
+        (spec.kind === "number" || Number.isInteger(n)) &&
+        n >= (spec.min ?? -Infinity) && n <= (spec.max ?? Infinity);
+      if (!valid) {
+        throw new UsageError(`--${name}: expected ${describeNumber(spec)} but found "${text}"`);
+      }
+      return n;
+    }
+    case "choice":
+      if (!spec.choices.includes(text)) {
+        throw new UsageError(
+          `--${name}: expected one of ${spec.choices.join(", ")} but found "${text}"`,
+        );
+      }
+      return text;
+    default:
+      return text;
+  }
+}
+
+/** `an integer`, `an integer >= 1`, `an integer in 0..65535`, `a number <= 1`. */
+function describeNumber(spec: { kind: "int" | "number"; min?: number; max?: number }): string {
+  const what = spec.kind === "int" ? "an integer" : "a number";
+  if (spec.min !== undefined && spec.max !== undefined) {
+    return `${what} in ${spec.min}..${spec.max}`;
+  }
+  if (spec.min !== undefined) return `${what} >= ${spec.min}`;
+  if (spec.max !== undefined) return `${what} <= ${spec.max}`;
+  return what;
+}
+
+/**
+ * The options fields the given flags set, by field name (flags without a `field` are left out):
+ * what a command merges over its defaults.
+ *
+ * @param table The command's flags.
+ * @param values What {@linkcode parseFlags} returned for them.
+ * @returns `{ [spec.field]: value }` for every flag given that has a field.
+ *
+ * @example
+ * ```ts
+ * import { fieldValues, type FlagTable, parseFlags } from "./flags.ts";
+ *
+ * const FLAGS = {
+ *   "batch-size": { kind: "int", value: "N", field: "batchSize", help: "images per step" },
+ * } satisfies FlagTable;
+ * const parsed = parseFlags(FLAGS, ["--batch-size", "32"]);
+ * console.log(parsed && fieldValues(FLAGS, parsed.values)); // { batchSize: 32 }
+ * ```
+ */
+export function fieldValues<Field extends string>(
+  table: FlagTable<Field>,
+  values: Readonly<Record<string, unknown>>,
+): Partial<Record<Field, unknown>> {
+  const fields: Partial<Record<Field, unknown>> = {};
+  for (const [name, spec] of Object.entries(table)) {
+    if (spec.field !== undefined && values[name] !== undefined) fields[spec.field] = values[name];
+  }
+  return fields;
+}
+
+/**
+ * The flag that sets an options field, to name it in an error about that field.
+ *
+ * @param table The command's flags.
+ * @param field An options field (`learningRate`).
+ * @returns Its flag's name without `--` (`lr`), or `undefined` if no flag sets it.
+ */
+export function flagForField<Field extends string>(
+  table: FlagTable<Field>,
+  field: Field,
+): string | undefined {
+  return Object.entries(table).find(([, spec]) => spec.field === field)?.[0];
+}
+
+/** Usage lines are wrapped to fit this many columns where a default would pass it. */
+const USAGE_WIDTH = 100;
+
+/**
+ * The usage text's flag list, one flag a line in the table's order, then `--help`:
+ * `  --epochs N   passes over the training set   (default 10)`. The default is written
+ * `(default X)` for a value and `(default: ...)` for a description (text with a space).
+ *
+ * @param table The command's flags.
+ * @returns The lines, each ending in a newline.
+ *
+ * @example
+ * ```ts
+ * import { type FlagTable, formatFlags } from "./flags.ts";
+ *
+ * const FLAGS = { port: { kind: "int", value: "N", help: "port", default: "8000" } } satisfies FlagTable;
+ * console.log(formatFlags(FLAGS));
+ * // "  --port N  port       (default 8000)\n  --help    this text\n"
+ * ```
+ */
+export function formatFlags(table: FlagTable): string {
+  const rows = [...Object.entries(table), ["help", HELP_FLAG] as const].map(([name, spec]) => ({
+    label: `--${name}${spec.kind === "boolean" ? "" : ` ${spec.value}`}`,
+    help: spec.help.split("\n"),
+    note: spec.required !== undefined
+      ? "(required)"
+      : spec.default === undefined
+      ? ""
+      : /\s/.test(spec.default)
+      ? `(default: ${spec.default})`
+      : `(default ${spec.default})`,
+  }));
+  const helpColumn = 2 + Math.max(...rows.map((r) => r.label.length)) + 2;
+  const noteColumn = helpColumn + 2 +
+    Math.max(...rows.filter((r) => r.note !== "").map((r) => r.help[0].length));
+  const indent = " ".repeat(helpColumn);
+  return rows.map(({ label, help, note }) => {
+    const first = `  ${label}`.padEnd(helpColumn) + help[0];
+    const rest = help.slice(1).map((line) => indent + line);
+    const lines = note === ""
+      ? [first, ...rest]
+      : noteColumn + note.length <= USAGE_WIDTH
+      ? [first.padEnd(noteColumn) + note, ...rest]
+      : [first, ...rest, indent + note];
+    return lines.join("\n") + "\n";
+  }).join("");
 }

@@ -10,15 +10,15 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import os from "node:os";
-import { parseArgs } from "node:util";
-import { BACKEND_NAMES, type BackendName, initBackend } from "../backends/init.ts";
-import { flagError, UsageError } from "../cli/flags.ts";
+import { initBackend } from "../backends/init.ts";
 import { IMAGE_BYTES, loadCifar10, makeBatch, NUM_CLASSES, type Split } from "../data.ts";
 import { resnet18 } from "../model.ts";
+import type { BackendName } from "../train/config.ts";
 import { Rng } from "../train/rng.ts";
 import { createOptimizer, trainStep } from "../train.ts";
-import { MAX_WASM_THREADS } from "../backends/wasm/threads.ts";
+import { type MachineInfo, machineInfo } from "./machine.ts";
+
+export type { MachineInfo } from "./machine.ts";
 
 /** What to measure. */
 export interface BenchOptions {
@@ -66,16 +66,6 @@ export const DEFAULT_BENCH_OPTIONS: Readonly<BenchOptions> = Object.freeze({
   profile: false,
   seed: 0,
 });
-
-/** The machine and software a measurement was made on. */
-export interface MachineInfo {
-  cpu: string;
-  cores: number;
-  os: string;
-  deno: string;
-  v8: string;
-  tfjs: string;
-}
 
 /** One bench run: what {@linkcode runBench} returns and `deno task bench` prints as one JSON line. */
 export interface BenchResult {
@@ -129,115 +119,6 @@ function memoryAfterTraining(): BenchResult["memory"] {
   };
 }
 
-/** `deno task bench --help`. */
-export const BENCH_USAGE =
-  `Time training steps and inference of the article's ResNet-18; print one JSON line.
-
-Usage: deno task bench [flags]
-
-  --backend NAME      cpu | wasm | native | webgpu | auto         (default auto)
-  --width N           ResNet-18 stem width; 64 is the article     (default 64)
-  --batch-size N      images per step                             (default 64)
-  --steps N           timed steps (after the warm-up)             (default 5)
-  --warmup N          untimed steps first                         (default 1)
-  --threads N         wasm threads, 1..${MAX_WASM_THREADS}                       (default: one per core)
-  --data PATH         CIFAR-10 folder or .tar.gz (default: synthetic images)
-  --peer              also run the PyTorch peer on --data (a .tar.gz) and add the ratio
-  --peer-script PATH  the peer                    (default ../shared/peer/article_torch.py)
-  --peer-threads N    the peer's torch threads                    (default: one per core)
-  --profile           add per-kernel milliseconds of one training step
-  --seed N            weights, order, augmentation                (default 0)
-  --help              this text
-`;
-
-const BENCH_INT_FLAGS = {
-  width: "width",
-  "batch-size": "batchSize",
-  steps: "steps",
-  warmup: "warmupSteps",
-  threads: "wasmThreads",
-  "peer-threads": "peerThreads",
-  seed: "seed",
-} as const;
-
-/**
- * Parses and checks `deno task bench`'s flags.
- *
- * @param args The command line after the script name.
- * @returns The options, or `null` for `--help`.
- * @throws {UsageError} Naming the flag, for an unknown flag or a bad value.
- *
- * @example
- * ```ts
- * import { parseBenchArgs } from "./bench.ts";
- * console.log(parseBenchArgs(["--width", "16"])?.width); // 16
- * ```
- */
-export function parseBenchArgs(args: string[]): BenchOptions | null {
-  let values;
-  try {
-    values = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        backend: { type: "string" },
-        width: { type: "string" },
-        "batch-size": { type: "string" },
-        steps: { type: "string" },
-        warmup: { type: "string" },
-        threads: { type: "string" },
-        data: { type: "string" },
-        peer: { type: "boolean" },
-        "peer-script": { type: "string" },
-        "peer-threads": { type: "string" },
-        profile: { type: "boolean" },
-        seed: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (error) {
-    throw flagError(error);
-  }
-  if (values.help) return null;
-  const options: BenchOptions = { ...DEFAULT_BENCH_OPTIONS };
-  for (const [flag, key] of Object.entries(BENCH_INT_FLAGS)) {
-    const text = values[flag as keyof typeof BENCH_INT_FLAGS];
-    if (text === undefined) continue;
-    const n = Number(text);
-    const min = key === "warmupSteps" || key === "seed" ? 0 : 1;
-    if (text.trim() === "" || !Number.isInteger(n) || n < min) {
-      throw new UsageError(`--${flag}: expected an integer >= ${min} but found "${text}"`);
-    }
-    options[key] = n;
-  }
-  if (options.wasmThreads !== null && options.wasmThreads > MAX_WASM_THREADS) {
-    throw new UsageError(
-      `--threads: expected an integer from 1 to ${MAX_WASM_THREADS} but found ${options.wasmThreads}`,
-    );
-  }
-  if (values.backend !== undefined) {
-    if (!(BACKEND_NAMES as readonly string[]).includes(values.backend)) {
-      throw new UsageError(
-        `--backend: expected one of ${BACKEND_NAMES.join(", ")} but found "${values.backend}"`,
-      );
-    }
-    options.backend = values.backend as BackendName;
-  }
-  options.data = values.data ?? null;
-  options.peer = values.peer ?? false;
-  options.profile = values.profile ?? false;
-  if (values["peer-script"] !== undefined) options.peerScript = values["peer-script"];
-  if (options.peer && !/\.tar\.gz$|\.tgz$/.test(options.data ?? "")) {
-    throw new UsageError(
-      `--peer: expected --data to name the CIFAR-10 .tar.gz archive the peer reads but found ${
-        options.data === null ? "no --data" : `"${options.data}"`
-      }`,
-    );
-  }
-  return options;
-}
-
 /**
  * Uniformly random images and labels, for a bench without the archive:
  * the timing of a step does not depend on what the pixels are.
@@ -253,29 +134,6 @@ export function randomSplit(count: number, seed: number): Split {
   const labels = new Uint8Array(count);
   for (let i = 0; i < count; i++) labels[i] = rng.int(NUM_CLASSES);
   return { images, labels, count };
-}
-
-/** The CPU model as `os.cpus()` reports it (Deno needs `--allow-sys=cpus` for it). */
-function cpuModel(): string {
-  const permission = Deno.permissions.querySync({ name: "sys", kind: "cpus" }).state;
-  if (permission !== "granted") return "unknown (needs --allow-sys=cpus)";
-  return os.cpus()[0]?.model?.trim() || "unknown";
-}
-
-/**
- * The machine a measurement ran on.
- *
- * @returns CPU model, logical cores, OS/arch and the Deno, V8 and TensorFlow.js versions.
- */
-export function machineInfo(): MachineInfo {
-  return {
-    cpu: cpuModel(),
-    cores: globalThis.navigator?.hardwareConcurrency ?? 1,
-    os: `${Deno.build.os}-${Deno.build.arch}`,
-    deno: Deno.version.deno,
-    v8: Deno.version.v8,
-    tfjs: tf.version.tfjs,
-  };
 }
 
 /** Runs the peer's own code up to its training loop, then times inference (PyTorch). */

@@ -4,8 +4,17 @@
  *
  * @module
  */
-import { BACKEND_NAMES, type BackendName } from "../backends/init.ts";
 import { MAX_CROP_PADDING } from "../data.ts";
+
+/**
+ * A TensorFlow.js backend to ask for: `cpu` (pure JavaScript, the numeric reference), `wasm`,
+ * `native` (wasm with native convolutions), `webgpu`, or `auto`, which prefers a hardware WebGPU
+ * adapter, else native, else wasm. `lib/backends/init.ts` starts them; the config only names one.
+ */
+export type BackendName = "cpu" | "wasm" | "native" | "webgpu" | "auto";
+
+/** Every {@linkcode BackendName}, in the order the command line lists them. */
+export const BACKEND_NAMES: readonly BackendName[] = ["cpu", "wasm", "native", "webgpu", "auto"];
 
 /** Everything a training run depends on. Functions take it as an argument; nothing reads a global. */
 export interface TrainConfig {
@@ -57,7 +66,8 @@ export interface TrainConfig {
 /** Learning-rate schedules {@linkcode TrainConfig.lrSchedule} accepts. */
 export type LrSchedule = "constant" | "onecycle";
 
-const LR_SCHEDULES: readonly LrSchedule[] = ["constant", "onecycle"];
+/** Every {@linkcode LrSchedule}. */
+export const LR_SCHEDULES: readonly LrSchedule[] = ["constant", "onecycle"];
 
 /** The article's settings: ResNet-18, Adam(lr=0.001), batch 64, 10 epochs. */
 export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
@@ -77,6 +87,9 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
 
 /** Names {@linkcode PRESETS} accepts. */
 export type PresetName = "article" | "fast";
+
+/** Every {@linkcode PresetName}. */
+export const PRESET_NAMES: readonly PresetName[] = ["article", "fast"];
 
 /**
  * Named starting points; flags given with a preset override its values.
@@ -155,11 +168,24 @@ export function learningRateAt(
 }
 
 /**
+ * A {@linkcode TrainConfig} field with a value {@linkcode makeConfig} refuses. `field` names it,
+ * so a caller can point at its own name for the field (the command line names the flag); the
+ * message says what was expected and what was found.
+ */
+export class ConfigError extends RangeError {
+  constructor(readonly field: keyof TrainConfig, message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/**
  * Fills in defaults and checks every field, naming the first one that is wrong.
  *
  * @param partial Fields to override.
  * @returns A complete, validated config.
- * @throws {RangeError} e.g. `Expected epochs to be an integer >= 1 but found 0`.
+ * @throws {ConfigError} e.g. `Expected epochs to be an integer >= 1 but found 0`, with `field`
+ *   `"epochs"`.
  *
  * @example
  * ```ts
@@ -169,52 +195,55 @@ export function learningRateAt(
  */
 export function makeConfig(partial: Partial<TrainConfig> = {}): TrainConfig {
   const config: TrainConfig = { ...DEFAULT_CONFIG, ...partial };
-  const positiveInt = (name: keyof TrainConfig, value: unknown, nullable = false) => {
-    if (nullable && value === null) return;
-    if (!Number.isInteger(value) || (value as number) < 1) {
-      throw new RangeError(`Expected ${name} to be an integer >= 1 but found ${value}`);
+  const check = (field: keyof TrainConfig, valid: boolean, expected: string) => {
+    if (!valid) {
+      throw new ConfigError(
+        field,
+        `Expected ${field} to be ${expected} but found ${config[field]}`,
+      );
     }
   };
-  positiveInt("epochs", config.epochs);
-  positiveInt("batchSize", config.batchSize);
-  positiveInt("width", config.width);
-  positiveInt("trainLimit", config.trainLimit, true);
-  positiveInt("testLimit", config.testLimit, true);
-  if (!Number.isInteger(config.seed) || config.seed < 0) {
-    throw new RangeError(`Expected seed to be an integer >= 0 but found ${config.seed}`);
-  }
-  if (!(Number.isFinite(config.learningRate) && config.learningRate > 0)) {
-    throw new RangeError(
-      `Expected learningRate to be a number > 0 but found ${config.learningRate}`,
-    );
-  }
-  if (!(LR_SCHEDULES as readonly string[]).includes(config.lrSchedule)) {
-    throw new RangeError(
-      `Expected lrSchedule to be one of ${LR_SCHEDULES.join(", ")} but found ${config.lrSchedule}`,
-    );
-  }
-  if (!(config.labelSmoothing >= 0 && config.labelSmoothing < 1)) {
-    throw new RangeError(
-      `Expected labelSmoothing to be a number in [0, 1) but found ${config.labelSmoothing}`,
-    );
-  }
-  if (
-    !Number.isInteger(config.cropPadding) || config.cropPadding < 0 ||
-    config.cropPadding > MAX_CROP_PADDING
-  ) {
-    throw new RangeError(
-      `Expected cropPadding to be an integer in 0..${MAX_CROP_PADDING} but found ${config.cropPadding}`,
-    );
-  }
-  if (typeof config.testTimeFlip !== "boolean") {
-    throw new RangeError(
-      `Expected testTimeFlip to be true or false but found ${config.testTimeFlip}`,
-    );
-  }
-  if (!(BACKEND_NAMES as readonly string[]).includes(config.backend)) {
-    throw new RangeError(
-      `Expected backend to be one of ${BACKEND_NAMES.join(", ")} but found ${config.backend}`,
-    );
-  }
+  const integerIn = (value: unknown, min: number, max = Infinity) =>
+    Number.isInteger(value) && (value as number) >= min && (value as number) <= max;
+  check("epochs", integerIn(config.epochs, 1), "an integer >= 1");
+  check("batchSize", integerIn(config.batchSize, 1), "an integer >= 1");
+  check("width", integerIn(config.width, 1), "an integer >= 1");
+  check(
+    "trainLimit",
+    config.trainLimit === null || integerIn(config.trainLimit, 1),
+    "an integer >= 1",
+  );
+  check(
+    "testLimit",
+    config.testLimit === null || integerIn(config.testLimit, 1),
+    "an integer >= 1",
+  );
+  check("seed", integerIn(config.seed, 0), "an integer >= 0");
+  check(
+    "learningRate",
+    Number.isFinite(config.learningRate) && config.learningRate > 0,
+    "a number > 0",
+  );
+  check(
+    "lrSchedule",
+    (LR_SCHEDULES as readonly string[]).includes(config.lrSchedule),
+    `one of ${LR_SCHEDULES.join(", ")}`,
+  );
+  check(
+    "labelSmoothing",
+    config.labelSmoothing >= 0 && config.labelSmoothing < 1,
+    "a number in [0, 1)",
+  );
+  check(
+    "cropPadding",
+    integerIn(config.cropPadding, 0, MAX_CROP_PADDING),
+    `an integer in 0..${MAX_CROP_PADDING}`,
+  );
+  check("testTimeFlip", typeof config.testTimeFlip === "boolean", "true or false");
+  check(
+    "backend",
+    (BACKEND_NAMES as readonly string[]).includes(config.backend),
+    `one of ${BACKEND_NAMES.join(", ")}`,
+  );
   return config;
 }
