@@ -2,15 +2,19 @@
  * resnet-cifar: the article's ResNet-18 trained on CIFAR-10 with TensorFlow.js in Deno.
  *
  * The library the notebook, `deno task train`, `deno task bench`, `deno task predict` and
- * `deno task serve` are built from, one module per concern:
+ * `deno task serve` are built from. Its public API, by concern (each group below names the
+ * module it comes from):
  *
- * - data: {@linkcode loadCifar10}, {@linkcode epochBatches}, {@linkcode limitSplit}
- * - model: {@linkcode resnet18}, {@linkcode residualBlock}, {@linkcode stageShapes}
- * - training: {@linkcode train}, {@linkcode trainEpoch}, {@linkcode evaluate}, {@linkcode makeConfig}
- * - backends: {@linkcode initBackend}
- * - weights: checkpoints, the TensorFlow.js model format, PyTorch safetensors
- * - figures: {@linkcode curvesSvg}, {@linkcode confusionSvg} and friends
- * - using a trained model: {@linkcode classifyImageFile}
+ * - the data pipeline: {@linkcode loadCifar10}, {@linkcode epochBatches}, {@linkcode limitSplit}
+ * - the model: {@linkcode resnet18}, {@linkcode residualBlock}, {@linkcode stageShapes}
+ * - training: {@linkcode train}, {@linkcode trainEpoch}, {@linkcode evaluate},
+ *   {@linkcode inferBatches}, {@linkcode makeConfig}, checkpoints and run folders
+ * - backends: {@linkcode initBackend}, and {@linkcode activateAcceleration} for a backend's hooks
+ * - files and formats: the download and tar reader, atomic writes, safetensors, the TensorFlow.js
+ *   model format, PyTorch weights, PNG
+ * - figures and reports: {@linkcode curvesSvg}, {@linkcode confusionSvg} and friends, progress
+ *   lines, the machine description
+ * - using a trained model: {@linkcode classifyImageFile}, {@linkcode classifySplit}
  *
  * @example
  * ```ts ignore
@@ -26,19 +30,210 @@
  *
  * @module
  */
-export * from "./io/atomic.ts";
-export * from "./backends/init.ts";
-export * from "./train/checkpoint.ts";
-export * from "./train/config.ts";
-export * from "./data.ts";
-export * from "./io/download.ts";
-export * from "./report/figures.ts";
-export * from "./model.ts";
-export * from "./io/tfjs_model.ts";
-export * from "./io/png.ts";
-export * from "./predict/classify.ts";
-export * from "./train/rng.ts";
-export * from "./io/safetensors.ts";
-export * from "./io/tar.ts";
-export * from "./io/torch_weights.ts";
-export * from "./train.ts";
+// The data pipeline (CIFAR-10)
+export {
+  augmentInto,
+  type AugmentParams,
+  type Batch,
+  CHANNELS,
+  type Cifar10,
+  CIFAR10_CLASSES,
+  CIFAR10_MEAN,
+  CIFAR10_STD,
+  CROP_PADDING,
+  drawAugmentation,
+  epochBatches,
+  IMAGE_BYTES,
+  IMAGE_SIZE,
+  imageAt,
+  limitSplit,
+  loadCifar10,
+  makeBatch,
+  MAX_CROP_PADDING,
+  normalizeInto,
+  NUM_CLASSES,
+  parseBatch,
+  parseClassNames,
+  RECORD_BYTES,
+  type Split,
+} from "./data.ts";
+
+// The model (ResNet-18)
+export {
+  ARTICLE_PYTORCH_PARAMETERS,
+  type BlockSpec,
+  countTrainableParameters,
+  pytorchUniform,
+  residualBlock,
+  resnet18,
+  RESNET18_STAGES,
+  type ResNetOptions,
+  SeedSequence,
+  type StageShape,
+  stageShapes,
+  type StageSpec,
+} from "./model.ts";
+
+// Training and evaluation
+export {
+  type BatchProgress,
+  chooseSubsets,
+  createOptimizer,
+  crossEntropy,
+  type EpochTraining,
+  estimateSecondsLeft,
+  evaluate,
+  type Evaluation,
+  inferBatches,
+  type InferenceBatch,
+  NonFiniteLossError,
+  train,
+  type TrainCallbacks,
+  trainEpoch,
+  type TrainOptions,
+  type TrainResult,
+  trainStep,
+} from "./train.ts";
+export {
+  BACKEND_NAMES,
+  type BackendName,
+  ConfigError,
+  DEFAULT_CONFIG,
+  learningRateAt,
+  LR_SCHEDULES,
+  type LrSchedule,
+  makeConfig,
+  ONE_CYCLE_END_DIVISOR,
+  ONE_CYCLE_START_DIVISOR,
+  ONE_CYCLE_WARMUP_FRACTION,
+  PRESET_NAMES,
+  type PresetName,
+  PRESETS,
+  type TrainConfig,
+} from "./train/config.ts";
+export {
+  CHECKPOINT_FILE,
+  type CheckpointState,
+  type EpochRecord,
+  restoreCheckpoint,
+  saveCheckpoint,
+  takeModelWeights,
+} from "./train/checkpoint.ts";
+export {
+  resumeFromRunFolder,
+  RUN_FILES,
+  saveEpoch,
+  saveFinalModel,
+  startRunFolder,
+} from "./train/run_folder.ts";
+export { Rng, type RngState } from "./train/rng.ts";
+
+// Backends
+export {
+  type AdapterFacts,
+  type AdapterProbe,
+  type BackendInfo,
+  describeAdapter,
+  initBackend,
+  type InitBackendOptions,
+  probeWebgpuAdapter,
+} from "./backends/init.ts";
+export {
+  type Acceleration,
+  activateAcceleration,
+  activeAcceleration,
+  layerPrototype,
+  overrideGradient,
+  overrideKernel,
+  overrideMethod,
+  type Undo,
+  undoAll,
+} from "./backends/acceleration.ts";
+
+// Files and formats
+export {
+  CIFAR10_ARCHIVE,
+  CIFAR10_FOLDER,
+  CIFAR10_MD5,
+  CIFAR10_META_FILE,
+  CIFAR10_TEST_FILE,
+  CIFAR10_TRAIN_FILES,
+  CIFAR10_URL,
+  type Cifar10Files,
+  downloadFile,
+  type DownloadOptions,
+  type DownloadProgress,
+  type LoadOptions,
+  md5File,
+  openCifar10Files,
+} from "./io/download.ts";
+export {
+  extractTar,
+  readTar,
+  readTarFiles,
+  safeTarPath,
+  type SelectOptions,
+  TAR_BLOCK_BYTES,
+  type TarEntry,
+  type TarEntryType,
+} from "./io/tar.ts";
+export { writeFileAtomic, writeTextFileAtomic } from "./io/atomic.ts";
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  type NamedArray,
+  type SafeDtype,
+  type SafeTensors,
+} from "./io/safetensors.ts";
+export { loadModel, saveModel } from "./io/tfjs_model.ts";
+export {
+  exportTorchSafetensors,
+  importTorchSafetensors,
+  loadTorchStateDict,
+  toTorchStateDict,
+} from "./io/torch_weights.ts";
+export { encodePng, pngDataUrl } from "./io/png.ts";
+
+// Figures and reports
+export {
+  type CaptionedImage,
+  classBalanceSvg,
+  confusionSvg,
+  curvesSvg,
+  htmlTable,
+  imageGridHtml,
+  type LayerValue,
+  perClassSvg,
+  perLayerSvg,
+  sideBySide,
+} from "./report/figures.ts";
+export { formatDuration, ProgressLine } from "./report/progress.ts";
+export { describeMachine, type MachineInfo, machineInfo } from "./report/machine.ts";
+
+// Using a trained model
+export {
+  classifyImageFile,
+  classifyImageFiles,
+  type ClassifyOptions,
+  classifyPixels,
+  classifySplit,
+  type ClassProbability,
+  cropAndResize,
+  DEFAULT_TOP_K,
+  type FileResult,
+  formatResults,
+  loadRunModel,
+  modelFolder,
+  type Prediction,
+  type SplitPrediction,
+  topK,
+} from "./predict/classify.ts";
+export {
+  decodeImage,
+  exifOrientation,
+  ImageError,
+  MAX_MEGAPIXELS,
+  orient,
+  type RgbImage,
+  toCifarPixels,
+} from "./predict/decode.ts";

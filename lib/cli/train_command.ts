@@ -55,7 +55,7 @@ export async function trainCommand(args: TrainArgs): Promise<number> {
         // `history` is the whole run's, a resumed run's earlier epochs included.
         onEpochEnd: async (record, _evaluation, history) => {
           progress.done();
-          await writeTextFileAtomic(`${args.out}/curves.svg`, curvesSvg([...history]));
+          await writeTextFileAtomic(`${args.out}/curves.svg`, curvesSvg(history));
           console.log(epochLine(record, config.epochs));
         },
       },

@@ -15,7 +15,7 @@ import { IMAGE_BYTES, loadCifar10, makeBatch, NUM_CLASSES, type Split } from "..
 import { resnet18 } from "../model.ts";
 import type { BackendName } from "../train/config.ts";
 import { Rng } from "../train/rng.ts";
-import { createOptimizer, trainStep } from "../train.ts";
+import { createOptimizer, inferBatches, trainStep } from "../train.ts";
 import { type MachineInfo, machineInfo } from "./machine.ts";
 
 export type { MachineInfo } from "./machine.ts";
@@ -265,13 +265,16 @@ export async function runBench(
 
     log(`bench: ${options.steps} inference batches`);
     let inferMs = 0;
-    for (let i = 0; i < options.warmupSteps + options.steps; i++) {
-      const { x, y } = nextBatch(false);
-      const start = performance.now();
-      const logits = tf.tidy(() => model.apply(x, { training: false }) as tf.Tensor);
-      await logits.data();
-      if (i >= options.warmupSteps) inferMs += performance.now() - start;
-      tf.dispose([x, y, logits]);
+    const inferImages = Math.min(images, split.count);
+    const inferSplit: Split = {
+      images: split.images.subarray(0, inferImages * IMAGE_BYTES),
+      labels: split.labels.subarray(0, inferImages),
+      count: inferImages,
+    };
+    let batch = 0;
+    const batches = inferBatches(model, inferSplit, { batchSize: options.batchSize });
+    for await (const { inferMs: ms } of batches) {
+      if (batch++ >= options.warmupSteps) inferMs += ms;
     }
     const result: BenchResult = {
       backend: backend.name,

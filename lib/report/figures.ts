@@ -51,7 +51,7 @@ const HEIGHT = 280;
  * console.log(svg.startsWith("<svg")); // true
  * ```
  */
-export function curvesSvg(history: EpochRecord[]): string {
+export function curvesSvg(history: readonly EpochRecord[]): string {
   const long = history.flatMap((r) => [
     { epoch: r.epoch, split: "train", loss: r.trainLoss, accuracy: 100 * r.trainAccuracy },
     { epoch: r.epoch, split: "test", loss: r.testLoss, accuracy: 100 * r.testAccuracy },
