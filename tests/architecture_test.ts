@@ -94,3 +94,24 @@ Deno.test("the backends do reach FFI: the rule's checks find what they look for"
   assert.ok(reached.includes("@tensorflow/tfjs-backend-wasm"));
   assert.notDeepEqual(ruleViolations(["lib/backends/init.ts"], read), []);
 });
+
+Deno.test("the README's layout table names every file of lib/, bin/, tools/ and web/", () => {
+  const readme = read("README.md");
+  const table = readme.slice(readme.indexOf("## Layout"));
+  const named = new Set([...table.matchAll(/`([^`]+)`/g)].map((m) => m[1]));
+  const files: string[] = [];
+  const walk = (folder: string) => {
+    for (const entry of Deno.readDirSync(new URL(folder, ROOT))) {
+      const path = `${folder}${entry.name}`;
+      if (entry.isDirectory) walk(`${path}/`);
+      else files.push(path);
+    }
+  };
+  for (const folder of ["lib/", "bin/", "tools/", "web/"]) walk(folder);
+  const missing = files.filter((f) => !named.has(f));
+  assert.deepEqual(missing, [], `not in the README's layout table: ${missing.join(", ")}`);
+  // And nothing the table names is gone.
+  const gone = [...named].filter((p) => /^(lib|bin|tools|web)\/.+\.\w+$/.test(p))
+    .filter((p) => !files.includes(p));
+  assert.deepEqual(gone, [], `in the table but not in the tree: ${gone.join(", ")}`);
+});

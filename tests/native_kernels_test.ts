@@ -81,90 +81,107 @@ nativeTest("native Conv2D and FusedConv2D (bias, ReLU) match the cpu backend", a
   }
 });
 
-nativeTest("native conv2d input and filter gradients match the cpu backend", (t) =>
-  expectConvGradientsMatchCpu(t, "native"));
+nativeTest(
+  "native conv2d input and filter gradients match the cpu backend",
+  (t) => expectConvGradientsMatchCpu(t, "native"),
+);
 
-nativeTest("native hands what it does not implement to the wasm kernels, which match cpu", async (t) => {
-  const x = [2, 9, 9, 4];
-  const filter = [3, 3, 4, 5];
-  const cases: { name: string; op: (x: tf.Tensor4D, f: tf.Tensor4D) => tf.Tensor }[] = [
-    { name: "dilated conv2d", op: (a, f) => tf.conv2d(a, f, 1, "same", "NHWC", 2) },
-    {
-      name: "fused conv2d with elu",
-      op: (a, f) =>
-        tf.fused.conv2d({ x: a, filter: f, strides: 1, pad: "valid", activation: "elu" }),
-    },
-  ];
-  for (const c of cases) {
-    await t.step(c.name, async () => {
-      const run = (backend: Backend) =>
-        onBackend(backend, async () => {
-          const a = tf.tensor4d(pseudoRandom(x, 1), x as [number, number, number, number]);
-          const f = tf.tensor4d(
-            pseudoRandom(filter, 2),
-            filter as [number, number, number, number],
-          );
-          const y = c.op(a, f);
-          const values = await y.data() as Float32Array;
-          tf.dispose([a, f, y]);
-          return values;
-        });
-      const error = relativeError(await run("native"), await run("cpu"));
-      assert.ok(error <= GRADIENT_TOLERANCE, `relative error ${error}`);
-    });
-  }
-});
+nativeTest(
+  "native hands what it does not implement to the wasm kernels, which match cpu",
+  async (t) => {
+    const x = [2, 9, 9, 4];
+    const filter = [3, 3, 4, 5];
+    const cases: { name: string; op: (x: tf.Tensor4D, f: tf.Tensor4D) => tf.Tensor }[] = [
+      { name: "dilated conv2d", op: (a, f) => tf.conv2d(a, f, 1, "same", "NHWC", 2) },
+      {
+        name: "fused conv2d with elu",
+        op: (a, f) =>
+          tf.fused.conv2d({ x: a, filter: f, strides: 1, pad: "valid", activation: "elu" }),
+      },
+    ];
+    for (const c of cases) {
+      await t.step(c.name, async () => {
+        const run = (backend: Backend) =>
+          onBackend(backend, async () => {
+            const a = tf.tensor4d(pseudoRandom(x, 1), x as [number, number, number, number]);
+            const f = tf.tensor4d(
+              pseudoRandom(filter, 2),
+              filter as [number, number, number, number],
+            );
+            const y = c.op(a, f);
+            const values = await y.data() as Float32Array;
+            tf.dispose([a, f, y]);
+            return values;
+          });
+        const error = relativeError(await run("native"), await run("cpu"));
+        assert.ok(error <= GRADIENT_TOLERANCE, `relative error ${error}`);
+      });
+    }
+  },
+);
 
-nativeTest("native Add and PadV2 give cpu's values exactly, and hand on what they do not cover", async (t) => {
-  const cases: { name: string; shapes: number[][]; op: (...x: tf.Tensor[]) => tf.Tensor }[] = [
-    { name: "add, one shape", shapes: [[3, 5, 5, 8], [3, 5, 5, 8]], op: tf.add },
-    { name: "add a bias [C]", shapes: [[3, 5, 5, 8], [8]], op: tf.add },
-    { name: "add a bias [1, 1, 1, C], first", shapes: [[1, 1, 1, 8], [3, 5, 5, 8]], op: tf.add },
-    { name: "add, other broadcast (wasm)", shapes: [[4, 1, 3], [1, 5, 3]], op: tf.add },
-    {
-      name: "add int32 (wasm)",
-      shapes: [[6]],
-      op: (x) => tf.add(tf.cast(tf.mul(x, 100), "int32"), tf.tensor1d([1, 2, 3, 4, 5, 6], "int32")),
-    },
-    {
-      name: "pad height and width",
-      shapes: [[2, 5, 6, 3]],
-      op: (x) => tf.pad(x, [[0, 0], [1, 2], [3, 0], [0, 0]]),
-    },
-    {
-      name: "pad with a constant",
-      shapes: [[2, 4, 4, 3]],
-      op: (x) => tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], 1.5),
-    },
-    {
-      name: "pad channels (wasm)",
-      shapes: [[2, 4, 4, 3]],
-      op: (x) => tf.pad(x, [[0, 0], [1, 1], [0, 0], [0, 2]]),
-    },
-  ];
-  for (const c of cases) {
-    await t.step(c.name, async () => {
-      const run = (backend: Backend) =>
-        onBackend(backend, async () => {
-          const inputs = c.shapes.map((shape, i) => tf.tensor(pseudoRandom(shape, 70 + i), shape));
-          const y = tf.tidy(() => c.op(...inputs));
-          const result = { shape: y.shape, values: Array.from(await y.data()) };
-          tf.dispose([...inputs, y]);
-          return result;
-        });
-      assert.deepEqual(await run("native"), await run("cpu"));
-    });
-  }
-});
+nativeTest(
+  "native Add and PadV2 give cpu's values exactly, and hand on what they do not cover",
+  async (t) => {
+    const cases: { name: string; shapes: number[][]; op: (...x: tf.Tensor[]) => tf.Tensor }[] = [
+      { name: "add, one shape", shapes: [[3, 5, 5, 8], [3, 5, 5, 8]], op: tf.add },
+      { name: "add a bias [C]", shapes: [[3, 5, 5, 8], [8]], op: tf.add },
+      { name: "add a bias [1, 1, 1, C], first", shapes: [[1, 1, 1, 8], [3, 5, 5, 8]], op: tf.add },
+      { name: "add, other broadcast (wasm)", shapes: [[4, 1, 3], [1, 5, 3]], op: tf.add },
+      {
+        name: "add int32 (wasm)",
+        shapes: [[6]],
+        op: (x) =>
+          tf.add(tf.cast(tf.mul(x, 100), "int32"), tf.tensor1d([1, 2, 3, 4, 5, 6], "int32")),
+      },
+      {
+        name: "pad height and width",
+        shapes: [[2, 5, 6, 3]],
+        op: (x) => tf.pad(x, [[0, 0], [1, 2], [3, 0], [0, 0]]),
+      },
+      {
+        name: "pad with a constant",
+        shapes: [[2, 4, 4, 3]],
+        op: (x) => tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], 1.5),
+      },
+      {
+        name: "pad channels (wasm)",
+        shapes: [[2, 4, 4, 3]],
+        op: (x) => tf.pad(x, [[0, 0], [1, 1], [0, 0], [0, 2]]),
+      },
+    ];
+    for (const c of cases) {
+      await t.step(c.name, async () => {
+        const run = (backend: Backend) =>
+          onBackend(backend, async () => {
+            const inputs = c.shapes.map((shape, i) =>
+              tf.tensor(pseudoRandom(shape, 70 + i), shape)
+            );
+            const y = tf.tidy(() => c.op(...inputs));
+            const result = { shape: y.shape, values: Array.from(await y.data()) };
+            tf.dispose([...inputs, y]);
+            return result;
+          });
+        assert.deepEqual(await run("native"), await run("cpu"));
+      });
+    }
+  },
+);
 
-nativeTest("native Sum, Mean and Slice (native or handed on) match cpu", (t) =>
-  expectForwardCasesMatchCpu(t, "native"));
+nativeTest(
+  "native Sum, Mean and Slice (native or handed on) match cpu",
+  (t) => expectForwardCasesMatchCpu(t, "native"),
+);
 
-nativeTest("native matches cpu on the gradients of the other ops a ResNet step uses", (t) =>
-  expectOpGradientsMatchCpu(t, "native"));
+nativeTest(
+  "native matches cpu on the gradients of the other ops a ResNet step uses",
+  (t) => expectOpGradientsMatchCpu(t, "native"),
+);
 
-nativeTest("a conv/BN/relu/pad/conv/mean/dense training step on native matches cpu", () =>
-  expectTinyTrainingMatchesCpu("native"));
+nativeTest(
+  "a conv/BN/relu/pad/conv/mean/dense training step on native matches cpu",
+  () => expectTinyTrainingMatchesCpu("native"),
+);
 
 /** Batch-norm output, statistics and the gradients of sum(y * w) on one backend. */
 function batchNormResults(backend: Backend, shape: number[]): Promise<Float32Array[]> {
@@ -198,31 +215,37 @@ function batchNormResults(backend: Backend, shape: number[]): Promise<Float32Arr
   });
 }
 
-nativeTest("batchNormTraining() (fused native kernels) matches moments + batchNorm on cpu", async () => {
-  const shape = [4, 6, 6, 16];
-  const cpu = await batchNormResults("cpu", shape);
-  const native = await batchNormResults("native", shape);
-  const names = ["y", "mean", "variance", "dx", "dgamma", "dbeta"];
-  const errors = native.map((values, i) => relativeError(values, cpu[i]));
-  console.log(`    ${names.map((n, i) => `${n} ${errors[i].toExponential(1)}`).join(", ")}`);
-  errors.forEach((e, i) => assert.ok(e <= GRADIENT_TOLERANCE, `${names[i]} relative error ${e}`));
-});
+nativeTest(
+  "batchNormTraining() (fused native kernels) matches moments + batchNorm on cpu",
+  async () => {
+    const shape = [4, 6, 6, 16];
+    const cpu = await batchNormResults("cpu", shape);
+    const native = await batchNormResults("native", shape);
+    const names = ["y", "mean", "variance", "dx", "dgamma", "dbeta"];
+    const errors = native.map((values, i) => relativeError(values, cpu[i]));
+    console.log(`    ${names.map((n, i) => `${n} ${errors[i].toExponential(1)}`).join(", ")}`);
+    errors.forEach((e, i) => assert.ok(e <= GRADIENT_TOLERANCE, `${names[i]} relative error ${e}`));
+  },
+);
 
-nativeTest("batchNormTraining() refuses to run without the native kernels, and bad shapes", async () => {
-  await initBackend("wasm");
-  const x = tf.zeros([2, 3, 3, 4]);
-  const v = tf.ones([4]);
-  assert.throws(() => batchNormTraining(x, v, v, 1e-5), {
-    message: /batchNormTraining\(\) runs only while the native backend is active/,
-  });
-  await initBackend("native");
-  const wrong = tf.ones([5]);
-  assert.throws(() => batchNormTraining(x, wrong, v, 1e-5), {
-    message:
-      /RnBatchNormForward: expected gamma to be float32 with 4 values .* but found float32 \[5\]/,
-  });
-  tf.dispose([x, v, wrong]);
-});
+nativeTest(
+  "batchNormTraining() refuses to run without the native kernels, and bad shapes",
+  async () => {
+    await initBackend("wasm");
+    const x = tf.zeros([2, 3, 3, 4]);
+    const v = tf.ones([4]);
+    assert.throws(() => batchNormTraining(x, v, v, 1e-5), {
+      message: /batchNormTraining\(\) runs only while the native backend is active/,
+    });
+    await initBackend("native");
+    const wrong = tf.ones([5]);
+    assert.throws(() => batchNormTraining(x, wrong, v, 1e-5), {
+      message:
+        /RnBatchNormForward: expected gamma to be float32 with 4 values .* but found float32 \[5\]/,
+    });
+    tf.dispose([x, v, wrong]);
+  },
+);
 
 nativeTest("native ReLU and its gradient keep tfjs's NaN and zero conventions", async () => {
   const run = (backend: Backend) =>
@@ -344,18 +367,21 @@ function adamSteps(backend: Backend): Promise<Float32Array[]> {
   });
 }
 
-nativeTest("Adam's update as one native kernel per variable equals tfjs's Adam on cpu bit for bit", async () => {
-  const cpu = await adamSteps("cpu");
-  const native = await adamSteps("native");
-  const errors = native.map((values, i) => relativeError(values, cpu[i]));
-  console.log(
-    `    values, iterations, m and v: ${errors.map((e) => e.toExponential(1)).join(", ")}`,
-  );
-  // The same float32 operations in the same order: bit for bit.
-  native.forEach((values, i) => assert.deepEqual(values, cpu[i]));
-  // The step really moved the variables.
-  assert.ok(relativeError(native[0], pseudoRandom([3, 3, 4, 5], 40)) > 1e-3);
-});
+nativeTest(
+  "Adam's update as one native kernel per variable equals tfjs's Adam on cpu bit for bit",
+  async () => {
+    const cpu = await adamSteps("cpu");
+    const native = await adamSteps("native");
+    const errors = native.map((values, i) => relativeError(values, cpu[i]));
+    console.log(
+      `    values, iterations, m and v: ${errors.map((e) => e.toExponential(1)).join(", ")}`,
+    );
+    // The same float32 operations in the same order: bit for bit.
+    native.forEach((values, i) => assert.deepEqual(values, cpu[i]));
+    // The step really moved the variables.
+    assert.ok(relativeError(native[0], pseudoRandom([3, 3, 4, 5], 40)) > 1e-3);
+  },
+);
 
 nativeTest("a program that used the native kernels ends on its own without crashing", async () => {
   // Deno closes FFI libraries at a natural exit; the library is linked with
