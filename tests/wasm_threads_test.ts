@@ -61,7 +61,7 @@ Deno.test("readWorkerScript() names the file and what it expected", async () => 
 async function startInChild(threads: number): Promise<{ threads: number; error: number }> {
   const code = `
     import * as tf from "@tensorflow/tfjs";
-    import { initBackend } from "./lib/backend.ts";
+    import { initBackend } from "./lib/backends/init.ts";
     const x = tf.randomUniform([4, 9, 9, 8], -1, 1, "float32", 1);
     const w = tf.randomUniform([3, 3, 8, 16], -1, 1, "float32", 2);
     const f = (a, b) => tf.sum(tf.square(tf.conv2d(a, b, 2, "same")));
