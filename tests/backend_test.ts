@@ -9,7 +9,8 @@ import {
   probeWebgpuAdapter,
 } from "../lib/backends/init.ts";
 import { activeAcceleration, layerPrototype } from "../lib/backends/acceleration.ts";
-import { loadNativeLibrary, nativeKernelsEnabled } from "../lib/backends/native/kernels.ts";
+import { nativeKernelsEnabled } from "../lib/backends/native/kernels.ts";
+import { nativeLoads } from "./support/native.ts";
 import { defaultWasmThreads } from "../lib/backends/wasm/threads.ts";
 
 /** This checkout's node_modules, the only folder the wasm backend needs to read. */
@@ -111,16 +112,6 @@ Deno.test("initBackend() can be called repeatedly to switch between backends", a
     assert.deepEqual(await squares(), [1, 4, 9]);
   }
 });
-
-/** Whether the native library loads here; `deno task test` builds it first. */
-function nativeLoads(): boolean {
-  try {
-    loadNativeLibrary();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test("initBackend('auto') picks webgpu for a hardware adapter, else native, and logs why", async () => {
   const expected = (await hardwareAdapter()) !== null

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backends/init.ts";
-import { loadNativeLibrary } from "../lib/backends/native/kernels.ts";
+import { nativeLoads } from "./support/native.ts";
 import { resnet18 } from "../lib/model.ts";
 
 /** The input-gradient convolutions of one training step, and whether one produced the image's. */
@@ -30,16 +30,6 @@ async function inputGradients(): Promise<{ count: number; imageGradient: boolean
   } finally {
     x.dispose();
     model.dispose();
-  }
-}
-
-/** Whether the native library loads here (`deno task test` builds it first). */
-function nativeLoads(): boolean {
-  try {
-    loadNativeLibrary();
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -18,11 +18,11 @@
  *   registered now (which it may call for inputs it does not handle);
  * - {@linkcode overrideGradient}: the gradient of a kernel (gradients are
  *   global in tfjs, so the override checks where it runs);
- * - {@linkcode overrideMethod}: a method of a tfjs class's prototype, such as
- *   `call` of a layer class (found by its registered class name with
- *   {@linkcode layerPrototype}) or `applyGradients` of `tf.AdamOptimizer`,
- *   for work that is more than one kernel (a fused batch norm, a one-kernel
- *   Adam step).
+ * - {@linkcode overrideLayerCall}: how every layer of a tfjs layer class (by
+ *   its registered class name) computes, for the layers it accelerates (a
+ *   fused batch norm), the stock `call` for the rest;
+ * - {@linkcode overrideMethod}: any method of a tfjs class's prototype, such as
+ *   `applyGradients` of `tf.AdamOptimizer` (a one-kernel Adam step).
  *
  * @module
  */
@@ -154,4 +154,32 @@ export function layerPrototype(className: string): tf.layers.Layer {
     throw new Error(`Expected a tfjs layer class registered as ${className} but found none`);
   }
   return entry[0].prototype as unknown as tf.layers.Layer;
+}
+
+/** A layer's `call` as tfjs invokes it: the layer, its inputs and keyword arguments. */
+export type LayerCall<L> = (
+  layer: L,
+  inputs: tf.Tensor | tf.Tensor[],
+  kwargs: { training?: boolean } & Record<string, unknown>,
+) => tf.Tensor | tf.Tensor[] | null;
+
+/**
+ * Makes every layer of the class registered as `className` compute with
+ * `accelerated`; where it returns null (a layer or a moment it does not
+ * handle) the stock `call` runs. The undo restores the stock method.
+ *
+ * @typeParam L The layer's internals the accelerated call reads (its
+ *   weights, its settings), which tfjs's public typings do not show.
+ */
+export function overrideLayerCall<L>(className: string, accelerated: LayerCall<L>): Undo {
+  type Call = (
+    this: L,
+    inputs: tf.Tensor | tf.Tensor[],
+    kwargs: Record<string, unknown>,
+  ) => tf.Tensor | tf.Tensor[];
+  const prototype = layerPrototype(className) as unknown as { call: Call };
+  return overrideMethod(prototype, "call", (stock) =>
+    function (this: L, inputs, kwargs) {
+      return accelerated(this, inputs, kwargs ?? {}) ?? stock.call(this, inputs, kwargs);
+    });
 }

@@ -13,7 +13,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { layerPrototype, overrideMethod, type Undo } from "./acceleration.ts";
+import { overrideLayerCall, type Undo } from "./acceleration.ts";
 
 /** The parts of tfjs's Conv2D layer this uses (not in its public typings). */
 interface ConvLayerInternals {
@@ -25,7 +25,6 @@ interface ConvLayerInternals {
   dilationRate: [number, number];
   activation: { getClassName(): string };
   inboundNodes: { inboundLayers: tf.layers.Layer[] }[];
-  call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[];
 }
 
 /** Whether every call of the layer takes a model input (an InputLayer's output) directly. */
@@ -42,31 +41,25 @@ function readsModelInput(layer: ConvLayerInternals): boolean {
  * returns the undo that restores the stock `call`.
  */
 export function skipStemInputGradient(backendName: string): Undo {
-  const prototype = layerPrototype("Conv2D") as unknown as ConvLayerInternals;
-  return overrideMethod(
-    prototype,
-    "call",
-    (stock) =>
-      function (this: ConvLayerInternals, inputs, kwargs) {
-        if (
-          !kwargs?.training || tf.getBackend() !== backendName ||
-          this.dataFormat !== "channelsLast" || this.activation.getClassName() !== "linear" ||
-          !readsModelInput(this)
-        ) {
-          return stock.call(this, inputs, kwargs);
-        }
-        return tf.tidy(() => {
-          const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D;
-          const y = tf.conv2d(
-            x,
-            this.kernel.read() as tf.Tensor4D,
-            this.strides,
-            this.padding,
-            "NHWC",
-            this.dilationRate,
-          );
-          return this.bias === null ? y : tf.add(y, this.bias.read());
-        });
-      },
-  );
+  return overrideLayerCall<ConvLayerInternals>("Conv2D", (layer, inputs, kwargs) => {
+    if (
+      !kwargs.training || tf.getBackend() !== backendName ||
+      layer.dataFormat !== "channelsLast" || layer.activation.getClassName() !== "linear" ||
+      !readsModelInput(layer)
+    ) {
+      return null;
+    }
+    return tf.tidy(() => {
+      const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D;
+      const y = tf.conv2d(
+        x,
+        layer.kernel.read() as tf.Tensor4D,
+        layer.strides,
+        layer.padding,
+        "NHWC",
+        layer.dilationRate,
+      );
+      return layer.bias === null ? y : tf.add(y, layer.bias.read());
+    });
+  });
 }

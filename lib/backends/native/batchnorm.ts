@@ -29,7 +29,7 @@ import {
   RN_MOMENTS,
   RN_MOVING_AVERAGES,
 } from "./kernels.ts";
-import { layerPrototype, overrideMethod, type Undo } from "../acceleration.ts";
+import { overrideLayerCall, type Undo } from "../acceleration.ts";
 
 /** What a training-mode batch norm returns: the output and the batch statistics it used. */
 export interface BatchNormTraining {
@@ -101,7 +101,6 @@ interface BatchNormLayerInternals {
   beta: tf.LayerVariable;
   movingMean: tf.LayerVariable;
   movingVariance: tf.LayerVariable;
-  call(inputs: tf.Tensor | tf.Tensor[], kwargs: { training?: boolean }): tf.Tensor | tf.Tensor[];
 }
 
 /**
@@ -116,46 +115,40 @@ interface BatchNormLayerInternals {
  * another backend is active, run the stock `call`.
  */
 export function fuseBatchNormLayers(): Undo {
-  const prototype = layerPrototype("BatchNormalization") as unknown as BatchNormLayerInternals;
-  return overrideMethod(
-    prototype,
-    "call",
-    (stock) =>
-      function (this: BatchNormLayerInternals, inputs, kwargs) {
-        if (
-          !nativeKernelsEnabled() || tf.getBackend() !== "wasm" || this.axis !== -1 ||
-          !this.center || !this.scale
-        ) {
-          return stock.call(this, inputs, kwargs);
-        }
-        const x = Array.isArray(inputs) ? inputs[0] : inputs;
-        if (!kwargs.training) {
-          // Inference: the moving statistics, through the same one-pass kernel.
-          return tf.engine().runKernel(RN_BATCH_NORM_FORWARD, {
-            x,
-            mean: this.movingMean.read(),
-            variance: this.movingVariance.read(),
-            gamma: this.gamma.read(),
-            beta: this.beta.read(),
-          }, { epsilon: this.epsilon }) as tf.Tensor;
-        }
-        return tf.tidy(() => {
-          const { y, mean, variance } = batchNormTraining(
-            x,
-            this.gamma.read(),
-            this.beta.read(),
-            this.epsilon,
-          );
-          const [movingMean, movingVariance] = tf.engine().runKernel(RN_MOVING_AVERAGES, {
-            movingMean: this.movingMean.read(),
-            movingVariance: this.movingVariance.read(),
-            mean,
-            variance,
-          }, { decay: 1 - this.momentum }) as tf.Tensor[];
-          this.movingMean.write(movingMean);
-          this.movingVariance.write(movingVariance);
-          return y;
-        });
-      },
-  );
+  return overrideLayerCall<BatchNormLayerInternals>("BatchNormalization", (bn, inputs, kwargs) => {
+    if (
+      !nativeKernelsEnabled() || tf.getBackend() !== "wasm" || bn.axis !== -1 || !bn.center ||
+      !bn.scale
+    ) {
+      return null;
+    }
+    const x = Array.isArray(inputs) ? inputs[0] : inputs;
+    if (!kwargs.training) {
+      // Inference: the moving statistics, through the same one-pass kernel.
+      return tf.engine().runKernel(RN_BATCH_NORM_FORWARD, {
+        x,
+        mean: bn.movingMean.read(),
+        variance: bn.movingVariance.read(),
+        gamma: bn.gamma.read(),
+        beta: bn.beta.read(),
+      }, { epsilon: bn.epsilon }) as tf.Tensor;
+    }
+    return tf.tidy(() => {
+      const { y, mean, variance } = batchNormTraining(
+        x,
+        bn.gamma.read(),
+        bn.beta.read(),
+        bn.epsilon,
+      );
+      const [movingMean, movingVariance] = tf.engine().runKernel(RN_MOVING_AVERAGES, {
+        movingMean: bn.movingMean.read(),
+        movingVariance: bn.movingVariance.read(),
+        mean,
+        variance,
+      }, { decay: 1 - bn.momentum }) as tf.Tensor[];
+      bn.movingMean.write(movingMean);
+      bn.movingVariance.write(movingVariance);
+      return y;
+    });
+  });
 }

@@ -215,6 +215,19 @@ function checkFloat32(kernelName: string, name: string, info: TensorInfo): void 
   }
 }
 
+/** A conv gradient kernel's two float32 inputs by name, after its attributes are checked. */
+function gradientInputs(
+  kernelName: string,
+  inputs: NamedTensorInfoMap,
+  attrs: NamedAttrMap | undefined,
+  names: [string, string],
+): [TensorInfo, TensorInfo] {
+  const [first, second] = names.map((name) => requireInput(kernelName, inputs, name));
+  checkAttrs(kernelName, attrs ?? {});
+  names.forEach((name, i) => checkFloat32(kernelName, name, [first, second][i]));
+  return [first, second];
+}
+
 /**
  * The geometry of an NHWC, undilated 2-D convolution of `xShape` by
  * `filterShape` (`[kh, kw, Cin, Cout]`): what the wasm and the native
@@ -250,12 +263,8 @@ export function channelsLastConvInfo(
  * filter layout.
  */
 const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend, attrs }) => {
-  const x = requireInput(Conv2DBackpropFilter, inputs, "x");
-  const dy = requireInput(Conv2DBackpropFilter, inputs, "dy");
+  const [x, dy] = gradientInputs(Conv2DBackpropFilter, inputs, attrs, ["x", "dy"]);
   const a = attrs as unknown as Conv2DBackpropFilterAttrs;
-  checkAttrs(Conv2DBackpropFilter, attrs ?? {});
-  checkFloat32(Conv2DBackpropFilter, "x", x);
-  checkFloat32(Conv2DBackpropFilter, "dy", dy);
   const info = channelsLastConvInfo(x.shape, a.filterShape, a);
   const { batchSize, inHeight, inWidth, inChannels, strideHeight, strideWidth } = info;
   const { filterHeight, filterWidth, outHeight, outWidth, padInfo } = info;
@@ -313,12 +322,8 @@ const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend, attrs }) => {
  * At stride 1 there is one residue and this is the plain full correlation.
  */
 const conv2DBackpropInputWasm: KernelFunc = ({ inputs, backend, attrs }) => {
-  const dy = requireInput(Conv2DBackpropInput, inputs, "dy");
-  const filter = requireInput(Conv2DBackpropInput, inputs, "filter");
+  const [dy, filter] = gradientInputs(Conv2DBackpropInput, inputs, attrs, ["dy", "filter"]);
   const a = attrs as unknown as Conv2DBackpropInputAttrs;
-  checkAttrs(Conv2DBackpropInput, attrs ?? {});
-  checkFloat32(Conv2DBackpropInput, "dy", dy);
-  checkFloat32(Conv2DBackpropInput, "filter", filter);
   const info = channelsLastConvInfo(a.inputShape, filter.shape, a);
   if (dy.shape.join() !== info.outShape.join()) {
     throw new Error(
