@@ -14,6 +14,7 @@ import {
   CIFAR10_META_FILE,
   CIFAR10_TEST_FILE,
   CIFAR10_TRAIN_FILES,
+  type Cifar10Files,
   type LoadOptions,
   openCifar10Files,
 } from "./io/download.ts";
@@ -131,7 +132,10 @@ export function imageAt(split: Split, index: number): Uint8Array {
 
 /**
  * Loads CIFAR-10, downloading it first if needed (see {@linkcode LoadOptions}),
- * and parses all six batches and the class names with every read checked.
+ * and parses all six batches and the class names with every read checked:
+ * each batch must be exactly 10,000 records, every label in 0..9. A download
+ * is parsed before it is kept as the cache, so a cached folder has passed
+ * these checks.
  *
  * @param options Where the data comes from; by default it is downloaded into `./data` once.
  * @returns The training and test splits and the class names.
@@ -147,7 +151,13 @@ export function imageAt(split: Split, index: number): Uint8Array {
  * ```
  */
 export async function loadCifar10(options: LoadOptions = {}): Promise<Cifar10> {
-  const files = await openCifar10Files(options);
+  const data = await openCifar10Files(options, parseFiles);
+  options.log?.(`Loaded ${data.train.count} training and ${data.test.count} test images`);
+  return data;
+}
+
+/** Parses the class names, the five training batches (in order) and the test batch. */
+async function parseFiles(files: Cifar10Files): Promise<Cifar10> {
   const classNames = parseClassNames(
     await files.read(CIFAR10_META_FILE),
     files.pathOf(CIFAR10_META_FILE),
@@ -158,7 +168,6 @@ export async function loadCifar10(options: LoadOptions = {}): Promise<Cifar10> {
   }
   const train = parseBatches(trainFiles);
   const test = parseBatch(await files.read(CIFAR10_TEST_FILE), files.pathOf(CIFAR10_TEST_FILE));
-  options.log?.(`Loaded ${train.count} training and ${test.count} test images`);
   return { train, test, classNames };
 }
 

@@ -103,6 +103,8 @@ export {
   LR_SCHEDULES,
   type LrSchedule,
   makeConfig,
+  MAX_SEED,
+  MAX_WIDTH,
   ONE_CYCLE_END_DIVISOR,
   ONE_CYCLE_START_DIVISOR,
   ONE_CYCLE_WARMUP_FRACTION,
@@ -112,20 +114,39 @@ export {
   type TrainConfig,
 } from "./train/config.ts";
 export {
+  adamSlotNames,
   CHECKPOINT_FILE,
-  type CheckpointState,
-  type EpochRecord,
   restoreCheckpoint,
   saveCheckpoint,
   takeModelWeights,
 } from "./train/checkpoint.ts";
 export {
+  openRunFolder,
+  type OpenRunFolderOptions,
+  type PreparedRunFolder,
+  prepareRunFolder,
   resumeFromRunFolder,
   RUN_FILES,
+  RunFolderError,
+  type RunFolderMode,
   saveEpoch,
   saveFinalModel,
+  saveHistory,
   startRunFolder,
 } from "./train/run_folder.ts";
+export {
+  acquireRunLock,
+  type AcquireRunLockOptions,
+  LOCK_FILE,
+  type LockOwner,
+  type RunLock,
+  RunLockError,
+} from "./train/run_lock.ts";
+export {
+  type CheckpointState,
+  type EpochRecord,
+  parseCheckpointState,
+} from "./train/checkpoint_state.ts";
 export { Rng, type RngState } from "./train/rng.ts";
 
 // Backends
@@ -142,9 +163,11 @@ export {
   type Acceleration,
   activateAcceleration,
   activeAcceleration,
+  type LayerCall,
   layerPrototype,
   overrideGradient,
   overrideKernel,
+  overrideLayerCall,
   overrideMethod,
   type Undo,
   undoAll,
@@ -169,13 +192,16 @@ export {
 } from "./io/download.ts";
 export {
   extractTar,
+  gunzip,
   readTar,
   readTarFiles,
+  type ReadTarOptions,
   safeTarPath,
   type SelectOptions,
   TAR_BLOCK_BYTES,
   type TarEntry,
   type TarEntryType,
+  type TarHeader,
 } from "./io/tar.ts";
 export { writeFileAtomic, writeTextFileAtomic } from "./io/atomic.ts";
 export {
@@ -212,6 +238,7 @@ export { describeMachine, type MachineInfo, machineInfo } from "./report/machine
 
 // Using a trained model
 export {
+  type ClassifyFilesOptions,
   classifyImageFile,
   classifyImageFiles,
   type ClassifyOptions,
@@ -229,11 +256,17 @@ export {
   topK,
 } from "./predict/classify.ts";
 export {
+  checkImageHeader,
   decodeImage,
   exifOrientation,
   ImageError,
+  type ImageHeader,
+  MAX_DECODE_BYTES,
+  MAX_FILE_BYTES,
   MAX_MEGAPIXELS,
   orient,
+  readImageFile,
   type RgbImage,
   toCifarPixels,
 } from "./predict/decode.ts";
+export { hasSignature } from "./predict/image_header.ts";

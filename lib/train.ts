@@ -1,19 +1,22 @@
 /**
  * Training and evaluation as in the article: Adam, cross-entropy, one pass over the
  * augmented training set per epoch, then the un-augmented test set; plus what a real run
- * needs: checkpoints every epoch, resume, a stop on a non-finite loss, and progress callbacks.
+ * needs: checkpoints every epoch, resume, a stop on a non-finite loss (training or test), and
+ * progress callbacks.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import type { EpochRecord } from "./train/checkpoint.ts";
+import type { CheckpointState, EpochRecord } from "./train/checkpoint.ts";
 import { learningRateAt, type TrainConfig } from "./train/config.ts";
 import { epochBatches, limitSplit, NUM_CLASSES, type Split } from "./data.ts";
 import { resnet18 } from "./model.ts";
 import {
+  openRunFolder,
   resumeFromRunFolder,
   saveEpoch,
   saveFinalModel,
+  saveHistory,
   startRunFolder,
 } from "./train/run_folder.ts";
 import { Rng } from "./train/rng.ts";
@@ -37,6 +40,11 @@ export interface BatchProgress {
 
 /** Hooks called during {@linkcode train}; they may be async (a notebook redrawing a display). */
 export interface TrainCallbacks {
+  /**
+   * Before the first epoch, with the history so far: the checkpoint's for a resumed run (to
+   * redraw figures a run killed at the wrong moment left stale), else empty.
+   */
+  onStart?: (history: readonly EpochRecord[]) => void | Promise<void>;
   onBatchEnd?: (progress: BatchProgress) => void | Promise<void>;
   /** After each epoch's checkpoint: its record, its evaluation, and the run's history so far. */
   onEpochEnd?: (
@@ -56,10 +64,18 @@ export interface Evaluation {
   count: number;
 }
 
-/** Thrown when the loss becomes NaN or infinite; the run's last checkpoint stays as it was. */
+/**
+ * Thrown when the training loss of a batch, or the test loss after an epoch, becomes NaN or
+ * infinite; the run's last checkpoint stays as it was.
+ */
 export class NonFiniteLossError extends Error {
-  constructor(readonly epoch: number, readonly batch: number, readonly loss: number) {
-    super(`Loss became ${loss} at epoch ${epoch}, batch ${batch}; training stopped`);
+  /** @param batch The training batch; `null` for the test loss of the epoch's evaluation. */
+  constructor(readonly epoch: number, readonly batch: number | null, readonly loss: number) {
+    super(
+      batch === null
+        ? `Test loss became ${loss} at epoch ${epoch}; training stopped`
+        : `Loss became ${loss} at epoch ${epoch}, batch ${batch}; training stopped`,
+    );
     this.name = "NonFiniteLossError";
   }
 }
@@ -314,10 +330,17 @@ export interface TrainOptions {
   config: TrainConfig;
   /** The full splits; `config.trainLimit` / `testLimit` take class-balanced subsets of them. */
   data: { train: Split; test: Split };
-  /** Where to write config.json, history.json, the checkpoint and the final model; null = nowhere. */
+  /**
+   * Where to write config.json, history.json, the checkpoint and the final model; null = nowhere.
+   * It must be empty or absent unless `resume` or `restart` says what to do with the run in it,
+   * and it is locked while the run writes it (see `lib/train/run_folder.ts`).
+   * @default null
+   */
   runDir?: string | null;
   /** Continue from `runDir`'s checkpoint. @default false */
   resume?: boolean;
+  /** Delete the run in `runDir` (its own files only) and start over. @default false */
+  restart?: boolean;
   callbacks?: TrainCallbacks;
 }
 
@@ -373,9 +396,30 @@ export function estimateSecondsLeft(p: {
  * The article's training run: build ResNet-18, train `config.epochs` epochs with Adam, evaluate
  * on the test set after each, checkpoint each epoch into `runDir`, save the final model there.
  *
- * @throws {NonFiniteLossError} when the loss diverges; the last good checkpoint stays.
+ * @throws {NonFiniteLossError} when the training or the test loss diverges; the last good
+ *   checkpoint stays.
+ * @throws {RunFolderError} before any work when `runDir` is not what `resume` or `restart` ask
+ *   for (see `lib/train/run_folder.ts`).
+ * @throws {RunLockError} before any work when another process is writing `runDir`.
  */
 export async function train(options: TrainOptions): Promise<TrainResult> {
+  const { runDir = null, resume = false, restart = false } = options;
+  if (resume && runDir === null) {
+    throw new Error("Expected a run folder to resume from but found none");
+  }
+  // Before any work: the folder is checked (and cleared for a restart) under its lock.
+  const lock = runDir === null
+    ? null
+    : await openRunFolder(runDir, resume ? "resume" : restart ? "restart" : "new");
+  try {
+    return await trainRun(options);
+  } finally {
+    await lock?.release();
+  }
+}
+
+/** {@linkcode train}'s work, once its run folder (if any) is open. */
+async function trainRun(options: TrainOptions): Promise<TrainResult> {
   const { config, runDir = null, resume = false, callbacks = {} } = options;
   const subsets = chooseSubsets(config, options.data);
   const model = resnet18({ width: config.width, seed: config.seed });
@@ -386,13 +430,13 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let evaluation: Evaluation | null = null;
   try {
     if (resume) {
-      if (runDir === null) throw new Error("Expected a run folder to resume from but found none");
-      const state = await resumeFromRunFolder(runDir, config, model, optimizer);
+      const state = await resumeRun(runDir!, config, model, optimizer);
       rng = Rng.fromState(state.rngState);
       history = state.history;
     } else if (runDir !== null) {
       await startRunFolder(runDir, config);
     }
+    await callbacks.onStart?.(history);
     let secondsPerEvaluation: number | null = null;
     for (let epoch = history.length + 1; epoch <= config.epochs; epoch++) {
       const trained = await trainEpoch(model, optimizer, subsets.train, {
@@ -424,6 +468,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const evaluationStart = performance.now();
       evaluation = await evaluate(model, subsets.test, { flip: config.testTimeFlip });
       secondsPerEvaluation = (performance.now() - evaluationStart) / 1000;
+      // Before the checkpoint: a diverged network must not replace the last good one.
+      if (!Number.isFinite(evaluation.loss)) {
+        throw new NonFiniteLossError(epoch, null, evaluation.loss);
+      }
       const record: EpochRecord = {
         epoch,
         trainLoss: trained.loss,
@@ -453,4 +501,21 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   } finally {
     optimizer.dispose();
   }
+}
+
+/**
+ * Loads the run's checkpoint, then rewrites `config.json` (the settings it now continues with,
+ * `epochs` among them) and `history.json` from it: a run killed between writing its last
+ * checkpoint and its history left the history an epoch short.
+ */
+async function resumeRun(
+  runDir: string,
+  config: TrainConfig,
+  model: tf.LayersModel,
+  optimizer: tf.Optimizer,
+): Promise<CheckpointState> {
+  const state = await resumeFromRunFolder(runDir, config, model, optimizer);
+  await startRunFolder(runDir, config);
+  await saveHistory(runDir, state.history);
+  return state;
 }

@@ -189,6 +189,8 @@ Deno.test("parseTrainArgs() defaults to the article's settings", () => {
   assert.equal(args.out, "runs/20260102-030405");
   assert.equal(args.data, null);
   assert.equal(args.resume, false);
+  assert.equal(args.restart, false);
+  assert.equal(trainArgs(["--restart", "--out", "runs/a"]).restart, true);
 });
 
 Deno.test("parseTrainArgs() reads every flag", () => {
@@ -271,15 +273,28 @@ Deno.test("parseTrainArgs() rejects bad flags and values naming the flag", () =>
     [["--lr=-1"], /--lr: Expected learningRate to be a number > 0 but found -1/],
     [["--lr", "-1"], /--lr: Expected learningRate to be a number > 0 but found -1/],
     [["--lr", "fast"], /--lr: expected a number but found "fast"/],
-    [["--width", "-4"], /--width: Expected width to be an integer >= 1 but found -4/],
+    [["--width", "-4"], /--width: Expected width to be an integer in 1\.\.1024 but found -4/],
+    [
+      ["--width", "1000000"],
+      /^--width: Expected width to be an integer in 1\.\.1024 but found 1000000 \(1024 is 16x the article's width: 2\.9 billion weights, 34 GB with Adam's state\)$/,
+    ],
     [["--crop-padding", "17"], /--crop-padding: Expected cropPadding to be an integer in 0\.\.16/],
     [["--train-limit", "0"], /--train-limit: Expected trainLimit/],
-    [["--seed", "-1"], /--seed: Expected seed to be an integer >= 0 but found -1/],
+    [["--seed", "-1"], /--seed: Expected seed to be an integer in 0\.\.4294967295 but found -1/],
+    [
+      ["--seed", "1e20"],
+      /^--seed: Expected seed to be an integer in 0\.\.4294967295 but found 100000000000000000000 \(2\^32 - 1, as NumPy and PyTorch seeds\)$/,
+    ],
     [
       ["--backend", "cuda"],
       /--backend: Expected backend to be one of cpu, wasm, native, webgpu, auto but found cuda/,
     ],
     [["--resume"], /--resume: expected --out/],
+    [["--restart"], /^--restart: expected --out naming the run folder to start over$/],
+    [
+      ["--restart", "--resume", "--out", "runs/a"],
+      /^--restart: expected either --resume or --restart but found both$/,
+    ],
     [["--preset", "quick"], /--preset: expected one of article, fast but found "quick"/],
     [
       ["--lr-schedule", "cosine"],
@@ -291,7 +306,7 @@ Deno.test("parseTrainArgs() rejects bad flags and values naming the flag", () =>
     ],
     [["--label-smoothing", "some"], /--label-smoothing: expected a number but found "some"/],
     [["--md5", "abc", "--data", "http://x/a.tgz"], /--md5: expected 32 hexadecimal digits/],
-    [["--md5", "0123456789abcdef0123456789abcdef"], /--md5: expected together with an http/],
+    [["--md5", "0123456789abcdef0123456789abcdef"], /--md5: expected together with --data/],
     [["stray"], /stray/],
   ];
   for (const [argv, message] of cases) assertUsageError(parseTrainArgs, argv, message);
@@ -393,4 +408,13 @@ Deno.test("parseServeArgs() reads --model and --port, and names the flag that is
     [["--model", "m", "stray"], /^Unexpected argument 'stray'$/],
   ];
   for (const [argv, message] of cases) assertUsageError(parseServeArgs, argv, message);
+});
+
+Deno.test("parseTrainArgs() takes --md5 for a local archive as for a URL", () => {
+  const md5 = "c32a1d4ab5d03f1284b67883e8d87530";
+  for (const data of ["../shared/data/cifar-10-binary.tar.gz", "https://mirror.example/c.tar.gz"]) {
+    const args = parseTrainArgs(["--md5", md5, "--data", data]);
+    assert.equal(args?.md5, md5);
+    assert.equal(args?.data, data);
+  }
 });

@@ -7,6 +7,8 @@ import {
   DEFAULT_CONFIG,
   learningRateAt,
   makeConfig,
+  MAX_SEED,
+  MAX_WIDTH,
   PRESETS,
   type TrainConfig,
 } from "../lib/train/config.ts";
@@ -35,13 +37,29 @@ Deno.test("DEFAULT_CONFIG is the article's recipe", () => {
 });
 
 Deno.test("makeConfig() throws a ConfigError naming the field, expected and found", () => {
+  const WIDE = "1024 is 16x the article's width: 2.9 billion weights, 34 GB with Adam's state";
+  const SEEDS = "2^32 - 1, as NumPy and PyTorch seeds";
   const cases: [Partial<TrainConfig>, keyof TrainConfig, string][] = [
     [{ epochs: 0 }, "epochs", "Expected epochs to be an integer >= 1 but found 0"],
     [{ batchSize: 2.5 }, "batchSize", "Expected batchSize to be an integer >= 1 but found 2.5"],
-    [{ width: -4 }, "width", "Expected width to be an integer >= 1 but found -4"],
+    [{ width: -4 }, "width", `Expected width to be an integer in 1..1024 but found -4 (${WIDE})`],
+    [
+      { width: 1e6 },
+      "width",
+      `Expected width to be an integer in 1..1024 but found 1000000 (${WIDE})`,
+    ],
     [{ trainLimit: 0 }, "trainLimit", "Expected trainLimit to be an integer >= 1 but found 0"],
     [{ testLimit: 0 }, "testLimit", "Expected testLimit to be an integer >= 1 but found 0"],
-    [{ seed: -1 }, "seed", "Expected seed to be an integer >= 0 but found -1"],
+    [
+      { seed: -1 },
+      "seed",
+      `Expected seed to be an integer in 0..4294967295 but found -1 (${SEEDS})`,
+    ],
+    [
+      { seed: 1e20 },
+      "seed",
+      `Expected seed to be an integer in 0..4294967295 but found 100000000000000000000 (${SEEDS})`,
+    ],
     [{ learningRate: 0 }, "learningRate", "Expected learningRate to be a number > 0 but found 0"],
     [
       { backend: "cuda" as "cpu" },
@@ -59,6 +77,7 @@ Deno.test("makeConfig() throws a ConfigError naming the field, expected and foun
     });
   }
   assert.equal(makeConfig({ trainLimit: null, testLimit: 10 }).testLimit, 10);
+  assert.equal(makeConfig({ width: MAX_WIDTH, seed: MAX_SEED }).seed, 2 ** 32 - 1);
 });
 
 Deno.test("BACKEND_NAMES lists what a user can choose, auto last", () => {

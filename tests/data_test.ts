@@ -19,6 +19,7 @@ import {
   type Split,
 } from "../lib/data.ts";
 import { Rng } from "../lib/train/rng.ts";
+import { standardBatch, writeCifar10Folder } from "./support/cifar10_fixture.ts";
 
 await tf.setBackend("cpu");
 
@@ -114,38 +115,25 @@ Deno.test("parseClassNames() ignores blank lines and CRLF, and wants 10 names", 
   });
 });
 
-/** Writes a small CIFAR-10 folder: batch k holds k+1 records; test holds 3. */
-async function writeFolder(dir: string, override: Record<string, Uint8Array> = {}) {
-  await Deno.mkdir(dir, { recursive: true });
-  const files: Record<string, Uint8Array> = {
-    "batches.meta.txt": new TextEncoder().encode(CIFAR10_CLASSES.join("\n") + "\n\n"),
-    "test_batch.bin": batchFile([7, 8, 9]),
-  };
-  for (let k = 1; k <= 5; k++) {
-    files[`data_batch_${k}.bin`] = batchFile(Array.from({ length: k }, (_, i) => (k + i) % 10));
-  }
-  for (const [name, bytes] of Object.entries({ ...files, ...override })) {
-    await Deno.writeFile(join(dir, name), bytes);
-  }
-}
-
 Deno.test("loadCifar10() reads a folder", async (t) => {
   const root = await Deno.makeTempDir();
   try {
     const folder = join(root, "cifar-10-batches-bin");
-    await writeFolder(folder);
+    await writeCifar10Folder(folder);
     for (const source of [root, folder]) {
       await t.step(
         `given ${source === root ? "the parent folder" : "the folder itself"}`,
         async () => {
           const data = await loadCifar10({ source });
           assert.deepEqual(data.classNames, [...CIFAR10_CLASSES]);
-          assert.equal(data.train.count, 1 + 2 + 3 + 4 + 5);
-          // Batches are concatenated in order 1..5.
-          assert.deepEqual([...data.train.labels.subarray(0, 6)], [1, 2, 3, 3, 4, 5]);
-          assert.equal(data.train.images[IMAGE_BYTES], 20 + 0); // batch 2, record 0, label 2
-          assert.deepEqual([...data.test.labels], [7, 8, 9]);
-          assert.equal(data.test.images[2 * IMAGE_BYTES], (90 + 2) % 256);
+          assert.equal(data.train.count, 50000);
+          assert.equal(data.test.count, 10000);
+          // Batches are concatenated in order 1..5: record i of batch k is labelled (k + i) % 10.
+          assert.deepEqual([...data.train.labels.subarray(0, 3)], [0, 1, 2]);
+          assert.deepEqual([...data.train.labels.subarray(10000, 10003)], [1, 2, 3]);
+          assert.equal(data.train.images[10000 * IMAGE_BYTES], 20); // batch 2, record 0
+          assert.deepEqual([...data.test.labels.subarray(0, 3)], [5, 6, 7]);
+          assert.equal(data.test.images[2 * IMAGE_BYTES], 102);
         },
       );
     }
@@ -157,6 +145,11 @@ Deno.test("loadCifar10() reads a folder", async (t) => {
 Deno.test("loadCifar10() names the file and path of what is wrong", async (t) => {
   const root = await Deno.makeTempDir();
   try {
+    // One good folder written; every other folder here links to its files but the one changed.
+    const good = join(root, "cifar-10-batches-bin");
+    await writeCifar10Folder(good);
+    const variant = (name: string, override: Record<string, Uint8Array | null>) =>
+      writeCifar10Folder(join(root, name), override, good).then(() => join(root, name));
     await t.step("a source that does not exist", async () => {
       const missing = join(root, "nowhere");
       await assert.rejects(() => loadCifar10({ source: missing }), {
@@ -165,10 +158,11 @@ Deno.test("loadCifar10() names the file and path of what is wrong", async (t) =>
       });
     });
     await t.step("a missing batch file", async () => {
-      const folder = join(root, "cifar-10-batches-bin");
-      await writeFolder(folder);
-      await Deno.remove(join(folder, "data_batch_4.bin"));
-      await assert.rejects(() => loadCifar10({ source: root }), {
+      const parent = join(root, "parent");
+      const folder = join(parent, "cifar-10-batches-bin");
+      await Deno.mkdir(parent);
+      await writeCifar10Folder(folder, { "data_batch_4.bin": null }, good);
+      await assert.rejects(() => loadCifar10({ source: parent }), {
         message: `Expected ${folder} to hold the CIFAR-10 binary files but ` +
           "data_batch_4.bin is missing",
       });
@@ -184,8 +178,9 @@ Deno.test("loadCifar10() names the file and path of what is wrong", async (t) =>
       });
     });
     await t.step("a bad label, with the file's path", async () => {
-      const folder = join(root, "bad-label");
-      await writeFolder(folder, { "data_batch_3.bin": batchFile([1, 2, 12]) });
+      const batch3 = standardBatch(2).slice();
+      batch3[2 * RECORD_BYTES] = 12;
+      const folder = await variant("bad-label", { "data_batch_3.bin": batch3 });
       await assert.rejects(() => loadCifar10({ source: folder }), {
         message: `Expected a label in 0..9 in ${
           join(folder, "data_batch_3.bin")
@@ -193,15 +188,62 @@ Deno.test("loadCifar10() names the file and path of what is wrong", async (t) =>
       });
     });
     await t.step("a meta file with 9 names", async () => {
-      const folder = join(root, "bad-meta");
       const nine = new TextEncoder().encode(CIFAR10_CLASSES.slice(0, 9).join("\n"));
-      await writeFolder(folder, { "batches.meta.txt": nine });
+      const folder = await variant("bad-meta", { "batches.meta.txt": nine });
       await assert.rejects(() => loadCifar10({ source: folder }), {
         message: new RegExp(
           `^Expected 10 class names \\(one a line\\) in ${
             join(folder, "batches.meta.txt")
           } but found 9`,
         ),
+      });
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("loadCifar10() refuses a batch file of the wrong size from its size, before reading it", async (t) => {
+  const root = await Deno.makeTempDir();
+  try {
+    const good = join(root, "good");
+    await writeCifar10Folder(good);
+    const expected = "exactly 30730000 bytes (10000 records of 3073 bytes)";
+    const cases: [string, string, number, string][] = [
+      ["9,999 records", "data_batch_1.bin", 9_999 * RECORD_BYTES, "30726927 bytes (9999 records)"],
+      ["1,000 records", "test_batch.bin", 1_000 * RECORD_BYTES, "3073000 bytes (1000 records)"],
+      [
+        "10,001 records",
+        "data_batch_5.bin",
+        10_001 * RECORD_BYTES,
+        "30733073 bytes (10001 records)",
+      ],
+      ["half a record more", "data_batch_2.bin", 30_730_000 + 1500, "30731500 bytes"],
+      // 2.16 GB of zeros (a sparse file: nothing is written); reading it would take as much memory.
+      [
+        "704,000 records",
+        "data_batch_3.bin",
+        704_000 * RECORD_BYTES,
+        "2163392000 bytes (704000 records)",
+      ],
+    ];
+    for (const [what, name, size, found] of cases) {
+      await t.step(what, async () => {
+        const folder = join(root, name + size);
+        await writeCifar10Folder(folder, { [name]: new Uint8Array(0) }, good);
+        await Deno.truncate(join(folder, name), size);
+        await assert.rejects(() => loadCifar10({ source: folder }), {
+          message: `Expected ${join(folder, name)} to be ${expected} but found ${found}`,
+        });
+      });
+    }
+    await t.step("a batches.meta.txt over its cap", async () => {
+      const folder = join(root, "big-meta");
+      await writeCifar10Folder(folder, { "batches.meta.txt": new Uint8Array(70_000) }, good);
+      await assert.rejects(() => loadCifar10({ source: folder }), {
+        message: `Expected ${
+          join(folder, "batches.meta.txt")
+        } to be at most 65536 bytes but found 70000 bytes`,
       });
     });
   } finally {

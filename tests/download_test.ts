@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import {
+  type Cifar10,
   CIFAR10_CLASSES,
   CIFAR10_MEAN,
   IMAGE_BYTES,
@@ -15,6 +16,13 @@ import {
   downloadFile,
   type DownloadProgress,
 } from "../lib/io/download.ts";
+import {
+  sameBytes,
+  standardBatch,
+  standardMembers,
+  tarGz,
+  type TarMember,
+} from "./support/cifar10_fixture.ts";
 
 const REAL_ARCHIVE = new URL("../../shared/data/cifar-10-binary.tar.gz", import.meta.url);
 const REAL_MD5 = "ef76c885e8d3c62d86803b623b0861a7";
@@ -71,52 +79,48 @@ async function listDir(dir: string): Promise<string[]> {
   return names.sort();
 }
 
-// A minimal ustar + gzip writer for small synthetic archives (tests/tar_test.ts tests the format).
-async function tarGz(files: [string, Uint8Array][]): Promise<Uint8Array<ArrayBuffer>> {
-  const parts: Uint8Array[] = [];
-  for (const [name, body] of files) {
-    const header = new Uint8Array(512);
-    const put = (text: string, offset: number) => header.set(encoder.encode(text), offset);
-    put(name, 0);
-    put("0000644\0", 100);
-    put(body.length.toString(8).padStart(11, "0") + "\0", 124);
-    put("0", 156);
-    put("ustar\u000000", 257);
-    put("        ", 148);
-    put(header.reduce((sum, byte) => sum + byte, 0).toString(8).padStart(6, "0") + "\0 ", 148);
-    parts.push(header, body, new Uint8Array((512 - body.length % 512) % 512));
-  }
-  parts.push(new Uint8Array(1024));
-  const tar = new Blob(parts as Uint8Array<ArrayBuffer>[]).stream();
-  return new Uint8Array(
-    await new Response(tar.pipeThrough(new CompressionStream("gzip"))).arrayBuffer(),
+const SYNTHETIC = await tarGz([
+  ...standardMembers(),
+  { name: `${CIFAR10_FOLDER}/unexpected.txt`, body: encoder.encode("not written") },
+  { name: "elsewhere/notes.txt", body: encoder.encode("not written") },
+]);
+const SYNTHETIC_MD5 = md5(SYNTHETIC);
+
+/** The CIFAR-10 members with `name`'s replaced (`member` null: left out). */
+function membersWith(name: string, member: Partial<TarMember> | null): TarMember[] {
+  const path = `${CIFAR10_FOLDER}/${name}`;
+  return standardMembers().flatMap((m) =>
+    m.name !== path ? [m] : member === null ? [] : [{ ...m, ...member }]
   );
 }
 
-/** Batch k has k records labelled k-1; the test batch has 3 records labelled 9. */
-function syntheticMembers(): [string, Uint8Array][] {
-  const batch = (count: number, label: number) => {
-    const bytes = new Uint8Array(count * RECORD_BYTES).fill(label * 20);
-    for (let i = 0; i < count; i++) bytes[i * RECORD_BYTES] = label;
-    return bytes;
-  };
-  const members: [string, Uint8Array][] = [
-    [`${CIFAR10_FOLDER}/batches.meta.txt`, encoder.encode(CIFAR10_CLASSES.join("\n") + "\n\n")],
-    [`${CIFAR10_FOLDER}/readme.html`, encoder.encode("<p>readme</p>")],
-  ];
-  for (let k = 1; k <= 5; k++) {
-    members.push([`${CIFAR10_FOLDER}/data_batch_${k}.bin`, batch(k, k - 1)]);
-  }
-  members.push([`${CIFAR10_FOLDER}/test_batch.bin`, batch(3, 9)]);
-  return members;
+/** Byte offset of member `index`'s header in the tar stream of `members`. */
+function headerOffset(members: TarMember[], index: number): number {
+  return members.slice(0, index).reduce(
+    (at, m) => at + 512 + Math.ceil((m.body?.length ?? 0) / 512) * 512,
+    0,
+  );
 }
 
-const SYNTHETIC = await tarGz([
-  ...syntheticMembers(),
-  [`${CIFAR10_FOLDER}/unexpected.txt`, encoder.encode("not written")],
-  ["elsewhere/notes.txt", encoder.encode("not written")],
-]);
-const SYNTHETIC_MD5 = md5(SYNTHETIC);
+/** The data set as the standard members hold it, for comparisons. */
+function assertStandardData(data: Cifar10): void {
+  assert.equal(data.train.count, 50000);
+  assert.equal(data.test.count, 10000);
+  assert.deepEqual([...data.train.labels.subarray(0, 3)], [0, 1, 2]);
+  assert.deepEqual([...data.train.labels.subarray(10000, 10003)], [1, 2, 3]);
+  assert.deepEqual([...data.test.labels.subarray(0, 3)], [5, 6, 7]);
+  assert.equal(data.test.images[2 * IMAGE_BYTES + 5], 102);
+  assert.deepEqual(data.classNames, [...CIFAR10_CLASSES]);
+}
+
+function assertSameData(a: Cifar10, b: Cifar10): void {
+  assert.deepEqual(a.classNames, b.classNames);
+  for (const split of ["train", "test"] as const) {
+    assert.equal(a[split].count, b[split].count);
+    assert.ok(sameBytes(a[split].images, b[split].images), `${split} images differ`);
+    assert.ok(sameBytes(a[split].labels, b[split].labels), `${split} labels differ`);
+  }
+}
 
 Deno.test("downloadFile() streams to the file, reporting progress with the total", async () => {
   const bytes = Uint8Array.from({ length: 1_000_000 }, (_, i) => (i * 31) % 256);
@@ -193,7 +197,8 @@ Deno.test("downloadFile() keeps nothing when the download is wrong", async (t) =
     });
     await t.step("a server that cannot be reached", async () => {
       await assert.rejects(() => downloadFile("http://127.0.0.1:1/x.tar.gz", path), {
-        message: /^Could not download http:\/\/127\.0\.0\.1:1\/x\.tar\.gz: /,
+        message:
+          /^Could not download http:\/\/127\.0\.0\.1:1\/x\.tar\.gz: .*\. Offline\? Pass a local copy: --data <cifar-10-binary\.tar\.gz or extracted folder>$/,
       });
       await nothingKept();
     });
@@ -214,11 +219,7 @@ Deno.test("loadCifar10() downloads and extracts once, then reads the cache offli
       loadCifar10({ source: server.url, md5: SYNTHETIC_MD5, root, log: (m) => messages.push(m) });
     const first = await load();
     assert.equal(server.requests, 1);
-    assert.equal(first.train.count, 1 + 2 + 3 + 4 + 5);
-    assert.deepEqual([...first.train.labels.subarray(0, 3)], [0, 1, 1]);
-    assert.deepEqual([...first.test.labels], [9, 9, 9]);
-    assert.equal(first.test.images[2 * IMAGE_BYTES + 5], 180);
-    assert.deepEqual(first.classNames, [...CIFAR10_CLASSES]);
+    assertStandardData(first);
     assert.deepEqual(await listDir(root), [CIFAR10_FOLDER, CIFAR10_ARCHIVE]);
     // Only the expected members are written.
     assert.deepEqual(await listDir(join(root, CIFAR10_FOLDER)), [
@@ -239,12 +240,12 @@ Deno.test("loadCifar10() downloads and extracts once, then reads the cache offli
     messages.length = 0;
     const second = await load();
     assert.equal(server.requests, 1, "the second load touched the network");
-    assert.deepEqual(second, first);
+    assertSameData(second, first);
     assert.match(messages[0], /^Using .*cifar-10-batches-bin \(already downloaded\)$/);
 
     // Without the extracted folder, the kept (and re-verified) archive is extracted again.
     await Deno.remove(join(root, CIFAR10_FOLDER), { recursive: true });
-    assert.deepEqual(await load(), first);
+    assertSameData(await load(), first);
     assert.equal(server.requests, 1);
   });
 });
@@ -259,7 +260,7 @@ Deno.test("loadCifar10() trusts nothing an interrupted run left behind", async (
     await Deno.mkdir(join(root, `${CIFAR10_FOLDER}.partial`, CIFAR10_FOLDER), { recursive: true });
     const data = await loadCifar10({ source: server.url, md5: SYNTHETIC_MD5, root });
     assert.equal(server.requests, 1);
-    assert.equal(data.train.count, 15);
+    assert.equal(data.train.count, 50000);
     assert.deepEqual(await listDir(root), [CIFAR10_FOLDER, CIFAR10_ARCHIVE]);
     assert.deepEqual(await Deno.readFile(join(root, CIFAR10_ARCHIVE)), SYNTHETIC);
   });
@@ -279,7 +280,7 @@ Deno.test("loadCifar10() leaves no cache after a failed download", async (t) => 
         });
         assert.deepEqual(await listDir(root), []);
         const data = await loadCifar10({ source: server.url, md5: SYNTHETIC_MD5, root });
-        assert.equal(data.test.count, 3);
+        assert.equal(data.test.count, 10000);
         assert.equal(server.requests, 2);
         await Deno.remove(root, { recursive: true });
       },
@@ -299,15 +300,15 @@ Deno.test("loadCifar10() leaves no cache after a failed download", async (t) => 
 Deno.test("loadCifar10() leaves no cache when the archive cannot be extracted", async (t) => {
   await withTempDir(async (dir) => {
     const root = join(dir, "root");
-    const cases: [string, [string, Uint8Array][], RegExp][] = [
+    const cases: [string, TarMember[], RegExp][] = [
       [
         "an entry outside the target",
-        [...syntheticMembers(), ["../evil", encoder.encode("x")]],
+        [...standardMembers(), { name: "../evil", body: encoder.encode("x") }],
         /^Could not extract .*cifar-10-binary\.tar\.gz: Expected a relative path inside the target folder for the tar entry in the tar header at byte offset \d+ but found "\.\.\/evil" \(a "\.\." segment\)$/,
       ],
       [
         "a missing member",
-        syntheticMembers().filter(([name]) => !name.endsWith("test_batch.bin")),
+        membersWith("test_batch.bin", null),
         /^Expected .*cifar-10-binary\.tar\.gz to contain cifar-10-batches-bin\/test_batch\.bin but it is missing$/,
       ],
     ];
@@ -326,6 +327,220 @@ Deno.test("loadCifar10() leaves no cache when the archive cannot be extracted", 
       });
     }
   });
+});
+
+/** Writes `archive` into `dir` as `name` and returns its path. */
+async function localArchive(dir: string, archive: Uint8Array, name = "cifar.tar.gz") {
+  const path = join(dir, name);
+  await Deno.writeFile(path, archive);
+  return path;
+}
+
+const BATCH = "exactly 30730000 bytes (10000 records of 3073 bytes)";
+
+Deno.test("loadCifar10() refuses a member of the wrong size from its tar header, before inflating it", async (t) => {
+  await withTempDir(async (dir) => {
+    // data_batch_1.bin is member 1, after batches.meta.txt (one header and one block of body).
+    const offset = 1024;
+    const header = (size: number) =>
+      `its tar header at byte offset ${offset} declares ${size} bytes`;
+    // Each body is cut after 1 MiB: reading any of it would fail as "ended early" instead.
+    const cut = new Uint8Array(1 << 20);
+    const cases: [string, number, string][] = [
+      [
+        "a zip bomb: 704,000 records (2.16 GB)",
+        704_000 * RECORD_BYTES,
+        `${header(704_000 * RECORD_BYTES)} (704000 records)`,
+      ],
+      ["9,999 records", 9_999 * RECORD_BYTES, `${header(9_999 * RECORD_BYTES)} (9999 records)`],
+      ["1,000 records", 1_000 * RECORD_BYTES, `${header(1_000 * RECORD_BYTES)} (1000 records)`],
+      ["2^52 bytes", 2 ** 52, header(2 ** 52)],
+    ];
+    for (const [what, declaredSize, found] of cases) {
+      await t.step(what, async () => {
+        const members = membersWith("data_batch_1.bin", { body: cut, declaredSize });
+        assert.equal(headerOffset(members, 1), offset);
+        const path = await localArchive(dir, await tarGz(members, false));
+        await assert.rejects(() => loadCifar10({ source: path }), {
+          message: `Could not read ${path}: Expected ${CIFAR10_FOLDER}/data_batch_1.bin to be ` +
+            `${BATCH} but ${found}`,
+        });
+      });
+    }
+    await t.step("a batches.meta.txt over its cap", async () => {
+      const members = membersWith("batches.meta.txt", { body: new Uint8Array(70_000) });
+      const path = await localArchive(dir, await tarGz(members));
+      await assert.rejects(() => loadCifar10({ source: path }), {
+        message: `Could not read ${path}: Expected ${CIFAR10_FOLDER}/batches.meta.txt to be at ` +
+          "most 65536 bytes but its tar header at byte offset 0 declares 70000 bytes",
+      });
+    });
+    await t.step("the zip bomb as a download: nothing is extracted", async () => {
+      const bomb = await tarGz(
+        membersWith("data_batch_1.bin", { body: cut, declaredSize: 704_000 * RECORD_BYTES }),
+        false,
+      );
+      await using server = serve(() => new Response(bomb));
+      const root = join(dir, "root");
+      const archive = join(root, CIFAR10_ARCHIVE);
+      await assert.rejects(() => loadCifar10({ source: server.url, md5: md5(bomb), root }), {
+        message:
+          `Could not extract ${archive}: Expected ${CIFAR10_FOLDER}/data_batch_1.bin to be ` +
+          `${BATCH} but ${header(704_000 * RECORD_BYTES)} (704000 records)`,
+      });
+      assert.deepEqual(await listDir(root), [CIFAR10_ARCHIVE]);
+    });
+  });
+});
+
+Deno.test("loadCifar10() reads no more tar data than CIFAR-10 holds", async () => {
+  await withTempDir(async (dir) => {
+    // A member that is not kept, declaring 1 GB: skipping it would inflate 1 GB.
+    const members = [
+      { name: `${CIFAR10_FOLDER}/filler.bin`, body: new Uint8Array(1 << 20), declaredSize: 1e9 },
+      ...standardMembers(),
+    ];
+    const path = await localArchive(dir, await tarGz(members, false));
+    const maxBytes = 6 * 30_730_000 + 16 * 2 ** 20;
+    await assert.rejects(() => loadCifar10({ source: path }), {
+      message: `Could not read ${path}: Expected at most ${maxBytes} bytes of tar data but the ` +
+        `entry "${CIFAR10_FOLDER}/filler.bin" (header at byte offset 0) declares 1000000000 ` +
+        `bytes, which would end at byte offset ${512 + 1e9}`,
+    });
+  });
+});
+
+Deno.test("loadCifar10() says a .tar.gz is truncated, empty, not gzip or corrupted", async (t) => {
+  await withTempDir(async (dir) => {
+    const again = "download or copy it again";
+    await t.step("truncated", async () => {
+      const cut = Math.floor(SYNTHETIC.length / 2);
+      const path = await localArchive(dir, SYNTHETIC.subarray(0, cut));
+      await assert.rejects(() => loadCifar10({ source: path }), {
+        message: `Could not read ${path}: Expected the gzip stream to go on but it ends after ` +
+          `${cut} bytes (a truncated file: ${again})`,
+      });
+    });
+    await t.step("empty", async () => {
+      const path = await localArchive(dir, new Uint8Array(0));
+      await assert.rejects(() => loadCifar10({ source: path }), {
+        message: `Could not read ${path}: Expected gzip data but found an empty file (0 bytes)`,
+      });
+    });
+    await t.step("a plain tar named .tar.gz", async () => {
+      const path = await localArchive(dir, encoder.encode(`${CIFAR10_FOLDER}/batches.meta.txt`));
+      await assert.rejects(() => loadCifar10({ source: path }), {
+        message: `Could not read ${path}: Expected gzip data (starting with bytes 1f 8b) but ` +
+          "found bytes 63 69 66 61 (not a gzip file)",
+      });
+    });
+    await t.step("a flipped bit in the checksum", async () => {
+      const corrupted = SYNTHETIC.slice();
+      corrupted[corrupted.length - 6] ^= 1; // the CRC-32 of the last gzip member
+      const path = await localArchive(dir, corrupted);
+      await assert.rejects(() => loadCifar10({ source: path }), {
+        message: `Could not read ${path}: Expected the gzip checksum to match the inflated data ` +
+          `but it does not (a corrupted file: ${again})`,
+      });
+    });
+  });
+});
+
+Deno.test("loadCifar10() refuses an archive holding a member twice, naming it", async () => {
+  await withTempDir(async (dir) => {
+    const members = standardMembers();
+    const second = { name: `./${CIFAR10_FOLDER}/data_batch_2.bin`, body: standardBatch(0) };
+    const path = await localArchive(dir, await tarGz([...members, second]));
+    await assert.rejects(() => loadCifar10({ source: path }), {
+      message: `Could not read ${path}: Expected each path once in the archive but found ` +
+        `"${CIFAR10_FOLDER}/data_batch_2.bin" again in the tar header at byte offset ` +
+        `${headerOffset([...members, second], members.length)} (first in the tar header at ` +
+        `byte offset ${headerOffset(members, 2)})`,
+    });
+  });
+});
+
+/** The standard batch `k` with the label of record `record` set to `label`. */
+function withLabel(k: number, record: number, label: number): Uint8Array {
+  const bytes = standardBatch(k).slice();
+  bytes[record * RECORD_BYTES] = label;
+  return bytes;
+}
+
+Deno.test("loadCifar10() parses a download before it becomes the cache", async () => {
+  // A good tar structure, the right md5, and a label 10 in record 5 of data_batch_3.bin.
+  const archive = await tarGz(membersWith("data_batch_3.bin", { body: withLabel(2, 5, 10) }));
+  await using server = serve(() => new Response(archive));
+  await withTempDir(async (root) => {
+    const file = join(root, CIFAR10_ARCHIVE);
+    const expected = `Expected a label in 0..9 in ${file}/${CIFAR10_FOLDER}/data_batch_3.bin at ` +
+      `byte offset ${5 * RECORD_BYTES} but found 10 (nothing was extracted from ${file})`;
+    for (const attempt of [1, 2]) {
+      const messages: string[] = [];
+      await assert.rejects(
+        () =>
+          loadCifar10({
+            source: server.url,
+            md5: md5(archive),
+            root,
+            log: (m) => messages.push(m),
+          }),
+        { message: expected },
+        `attempt ${attempt}`,
+      );
+      // Never "Using ...cifar-10-batches-bin (already downloaded)": there is no cache to use.
+      assert.deepEqual(await listDir(root), [CIFAR10_ARCHIVE]);
+      assert.deepEqual(messages.filter((m) => m.includes(`${CIFAR10_FOLDER} (already`)), []);
+    }
+    assert.equal(server.requests, 1, "the verified archive is kept and extracted again");
+  });
+});
+
+Deno.test("loadCifar10() reports a cache that fails its check with the command to clear it", async (t) => {
+  await using server = serve(() => new Response(SYNTHETIC));
+  await withTempDir(async (root) => {
+    const load = () => loadCifar10({ source: server.url, md5: SYNTHETIC_MD5, root });
+    await load();
+    const folder = join(root, CIFAR10_FOLDER);
+    const advice = `(${folder} is the cache of an earlier download and fails its check: clear ` +
+      `it with \`rm -r ${folder}\` and run again to download it again)`;
+    const batch2 = join(folder, "data_batch_2.bin");
+    await t.step("a flipped label", async () => {
+      await Deno.writeFile(batch2, withLabel(1, 7, 200));
+      await assert.rejects(load, {
+        message: `Expected a label in 0..9 in ${batch2} at byte offset ${7 * RECORD_BYTES} but ` +
+          `found 200 ${advice}`,
+      });
+    });
+    await t.step("a batch cut to 9,999 records, refused from its size", async () => {
+      await Deno.truncate(batch2, 9_999 * RECORD_BYTES);
+      await assert.rejects(load, {
+        message: `Expected ${batch2} to be ${BATCH} but found ${9_999 * RECORD_BYTES} bytes ` +
+          `(9999 records) ${advice}`,
+      });
+    });
+    await t.step("once cleared (as rm -r does), the next load extracts again", async () => {
+      await Deno.remove(folder, { recursive: true });
+      assertStandardData(await load());
+      assert.equal(server.requests, 1);
+    });
+  });
+});
+
+Deno.test({
+  name: "loadCifar10() says how to grant a host the task may not reach",
+  permissions: { read: true, write: true, env: true, net: false },
+  async fn() {
+    const url = "http://127.0.0.1:8765/cifar-10-binary.tar.gz";
+    await withTempDir(async (root) => {
+      await assert.rejects(() => loadCifar10({ source: url, md5: SYNTHETIC_MD5, root }), {
+        message: `Could not download ${url}: this task may not connect to 127.0.0.1:8765; grant ` +
+          `it that host: deno run -P=train --allow-net=127.0.0.1:8765 bin/train.ts --data ${url} ` +
+          `--md5 ${SYNTHETIC_MD5}`,
+      });
+      assert.deepEqual(await listDir(root), []);
+    });
+  },
 });
 
 Deno.test("loadCifar10() checks its source", async (t) => {
@@ -348,26 +563,57 @@ Deno.test("loadCifar10() checks its source", async (t) => {
     await t.step("an incomplete cached folder", async () => {
       const root = join(dir, "cache");
       await Deno.mkdir(join(root, CIFAR10_FOLDER), { recursive: true });
+      const folder = join(root, CIFAR10_FOLDER);
       await assert.rejects(() => loadCifar10({ root }), {
         message: new RegExp(
-          `^Expected ${join(root, CIFAR10_FOLDER)} to hold the CIFAR-10 binary files but ` +
-            "data_batch_1.bin, .* are missing \\(delete the folder to download it again\\)$",
+          `^Expected ${folder} to hold the CIFAR-10 binary files but ` +
+            `data_batch_1.bin, .* are missing \\(${folder} is the cache of an earlier download ` +
+            `and fails its check: clear it with \`rm -r ${folder}\` and run again to download ` +
+            "it again\\)$",
         ),
       });
     });
   });
 });
 
-Deno.test("loadCifar10() reads a local .tar.gz in memory, checking its md5", async () => {
+Deno.test("loadCifar10() reads a local .tar.gz in memory, checking its md5 first", async (t) => {
   await withTempDir(async (dir) => {
     const path = join(dir, "copy.tar.gz");
     await Deno.writeFile(path, SYNTHETIC);
-    const root = join(dir, "root");
-    const data = await loadCifar10({ source: path, md5: SYNTHETIC_MD5, root });
-    assert.equal(data.train.count, 15);
-    assert.deepEqual(await listDir(dir), ["copy.tar.gz"], "nothing is written");
-    await assert.rejects(() => loadCifar10({ source: path, md5: "0".repeat(32) }), {
-      message: `Expected md5 ${"0".repeat(32)} for ${path} but found ${SYNTHETIC_MD5}`,
+    await t.step("the right md5: verified, then read; nothing is written", async () => {
+      const messages: string[] = [];
+      const root = join(dir, "root");
+      const data = await loadCifar10({
+        source: path,
+        md5: SYNTHETIC_MD5.toUpperCase(),
+        root,
+        log: (m) => messages.push(m),
+      });
+      assertStandardData(data);
+      assert.deepEqual(await listDir(dir), ["copy.tar.gz"]);
+      assert.deepEqual(messages.slice(0, 2), [
+        `Verified md5 ${SYNTHETIC_MD5} of ${path}`,
+        `Reading ${path}`,
+      ]);
+    });
+    await t.step("a wrong md5 names both", async () => {
+      await assert.rejects(() => loadCifar10({ source: path, md5: "0".repeat(32) }), {
+        message: `Expected md5 ${"0".repeat(32)} for ${path} but found ${SYNTHETIC_MD5} ` +
+          "(a corrupted or different file)",
+      });
+    });
+    await t.step("the md5 is checked before the archive is read", async () => {
+      const other = join(dir, "other.tar.gz");
+      await Deno.writeTextFile(other, "not even gzip");
+      await assert.rejects(() => loadCifar10({ source: other, md5: SYNTHETIC_MD5 }), {
+        message: new RegExp(`^Expected md5 ${SYNTHETIC_MD5} for ${other} but found [0-9a-f]{32} `),
+      });
+    });
+    await t.step("a folder has no md5 to check", async () => {
+      await assert.rejects(() => loadCifar10({ source: dir, md5: SYNTHETIC_MD5 }), {
+        message: `Expected an md5 only with a .tar.gz archive or a URL but source ${dir} is a ` +
+          "folder (its files have no md5 to check: pass the archive, or leave out the md5)",
+      });
     });
   });
 });

@@ -3,7 +3,11 @@ import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backends/init.ts";
 import { batchNormTraining } from "../lib/backends/native/batchnorm.ts";
 import { createOptimizer } from "../lib/train.ts";
-import { nativeKernelsEnabled, RN_MOVING_AVERAGES } from "../lib/backends/native/kernels.ts";
+import {
+  checkedNative,
+  nativeKernelsEnabled,
+  RN_MOVING_AVERAGES,
+} from "../lib/backends/native/kernels.ts";
 import {
   type Backend,
   CONV_CASES,
@@ -14,6 +18,7 @@ import {
   expectTinyTrainingMatchesCpu,
   GRADIENT_TOLERANCE,
   onBackend,
+  type Pad,
   pseudoRandom,
   relativeError,
   tinyNetwork,
@@ -380,6 +385,164 @@ nativeTest(
     native.forEach((values, i) => assert.deepEqual(values, cpu[i]));
     // The step really moved the variables.
     assert.ok(relativeError(native[0], pseudoRandom([3, 3, 4, 5], 40)) > 1e-3);
+  },
+);
+
+// ------------------------------------------------ the binding's size checks
+
+/** A conv_t (kernels.c) from named fields: n, h, w, c, kh, kw, cout, sh, sw, pt, pl, ho, wo. */
+function geometry(fields: number[]): Int32Array {
+  return Int32Array.from(fields);
+}
+
+/** 1 image of 4x4x2, a 3x3 filter to 4 channels, stride 1, padding 1: output 4x4x4. */
+const SAME_3X3 = [1, 4, 4, 2, 3, 3, 4, 1, 1, 1, 1, 4, 4];
+
+// These fail before any C runs, so they hold with or without the library.
+Deno.test("checkedNative refuses a length that overruns its buffers, and the process goes on", () => {
+  // The length that crashed the process (SIGSEGV) before the binding checked it.
+  assert.throws(
+    () => checkedNative.relu(new Float32Array(4), new Float32Array(4), 2 ** 30),
+    {
+      name: "RangeError",
+      message:
+        "native rn_relu: expected x to hold n = 1073741824 floats (4294967296 bytes) but found 16 bytes",
+    },
+  );
+  const four = () => new Float32Array(4);
+  assert.throws(() => checkedNative.reluGrad(four(), four(), new Float32Array(3), 4), {
+    message: "native rn_relu_grad: expected dx to hold n = 4 floats (16 bytes) but found 12 bytes",
+  });
+  assert.throws(() => checkedNative.add(four(), four(), four(), 8, 0), {
+    message: "native rn_add: expected a to hold n = 8 floats (32 bytes) but found 16 bytes",
+  });
+  assert.throws(() => checkedNative.add(four(), new Float32Array(2), four(), 4, 3), {
+    message: "native rn_add: expected c = 3 to divide n = 4",
+  });
+  assert.throws(() => checkedNative.sumMiddle(four(), four(), 1, 4, -1, 1), {
+    message:
+      "native rn_sum_middle: expected inner to be an integer in [0, 2147483647] but found -1",
+  });
+  assert.throws(() => checkedNative.moments(four(), four(), new Float32Array(1), 1, 4), {
+    message:
+      "native rn_moments: expected variance to hold c = 4 floats (16 bytes) but found 4 bytes",
+  });
+  assert.throws(
+    () =>
+      checkedNative.padHw(four(), four(), { n: 1, h: 2, w: 2, c: 1 }, {
+        top: 1,
+        bottom: 0,
+        left: 0,
+        right: 0,
+      }, 0),
+    {
+      message: "native rn_pad_hw: expected y to hold n*(h+top+bottom)*(w+left+right)*c = 6 " +
+        "floats (24 bytes) but found 16 bytes",
+    },
+  );
+  // A view of another element size: its length is right, its bytes are not.
+  assert.throws(
+    () => checkedNative.relu(new Uint8Array(4) as unknown as Float32Array, four(), 4),
+    { message: "native rn_relu: expected x to hold n = 4 floats (16 bytes) but found 4 bytes" },
+  );
+  const vectors = () => ({
+    value: four(),
+    m: four(),
+    v: four(),
+    gradient: four(),
+    valueOut: four(),
+    mOut: four(),
+    vOut: four(),
+  });
+  const adam = { learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
+  assert.throws(
+    () =>
+      checkedNative.adam(vectors(), { accBeta1: new Float32Array(0), accBeta2: four() }, 4, adam),
+    {
+      message: "native rn_adam: expected accBeta1 to hold 1 = 1 floats (4 bytes) but found 0 bytes",
+    },
+  );
+});
+
+Deno.test("checkedNative checks a convolution's geometry and every buffer against it", () => {
+  const x = new Float32Array(1 * 4 * 4 * 2);
+  const filter = new Float32Array(3 * 3 * 2 * 4);
+  const y = new Float32Array(1 * 4 * 4 * 4);
+  const bias = new Float32Array(4);
+  const withField = (i: number, value: number) => SAME_3X3.map((v, j) => j === i ? value : v);
+  const cases: [Int32Array, Float32Array | null, string][] = [
+    [geometry(withField(0, 1000)), bias, "expected x to hold n*h*w*c = 32000 floats"],
+    [geometry(SAME_3X3), new Float32Array(3), "expected bias to hold cout = 4 floats"],
+    [geometry(withField(6, 8)), bias, "expected filter to hold kh*kw*c*cout = 144 floats"],
+    [geometry(withField(11, 8)), bias, "expected the last output window to start inside"],
+    [geometry(withField(9, 3)), bias, "expected padding below the kernel size 3x3 but found top 3"],
+    [
+      geometry(withField(7, 0)),
+      bias,
+      "expected sh to be an integer in [1, 2147483647] but found 0",
+    ],
+    [geometry(SAME_3X3.slice(0, 12)), bias, "expected a geometry of 13 int32 fields"],
+  ];
+  for (const [g, b, message] of cases) {
+    assert.throws(() => checkedNative.conv2d(x, filter, b, y, g, 0), (error: Error) => {
+      assert.ok(error instanceof RangeError, String(error));
+      assert.ok(error.message.startsWith("native rn_conv2d: "), error.message);
+      assert.ok(error.message.includes(message), `${error.message} lacks ${message}`);
+      return true;
+    });
+  }
+  // The gradients name their own buffers: dy is the output-sized one.
+  assert.throws(
+    () => checkedNative.conv2dBackpropInput(new Float32Array(3), filter, x, geometry(SAME_3X3)),
+    {
+      message: "native rn_conv2d_backprop_input: expected dy to hold n*ho*wo*cout = 64 floats " +
+        "(256 bytes) but found 12 bytes",
+    },
+  );
+  assert.throws(
+    () => checkedNative.conv2dBackpropFilter(x, y, new Float32Array(1), geometry(SAME_3X3)),
+    {
+      message: "native rn_conv2d_backprop_filter: expected dfilter to hold kh*kw*c*cout = 72 " +
+        "floats (288 bytes) but found 4 bytes",
+    },
+  );
+});
+
+nativeTest("checkedNative passes consistent calls through to the library", () => {
+  const y = new Float32Array(4);
+  checkedNative.relu(Float32Array.of(-1, 2, NaN, -0), y, 4);
+  assert.deepEqual([...y], [0, 2, NaN, 0]);
+  // A 3x3 all-ones filter over ones, padding 1: each output counts its in-bounds taps times c.
+  const out = new Float32Array(1 * 4 * 4 * 4);
+  const status = checkedNative.conv2d(
+    new Float32Array(32).fill(1),
+    new Float32Array(72).fill(1),
+    null,
+    out,
+    geometry(SAME_3X3),
+    0,
+  );
+  assert.equal(status, 0);
+  assert.deepEqual([...out.slice(0, 4)], [8, 8, 8, 8], "corner: 4 taps x 2 channels");
+  assert.deepEqual([...out.slice(5 * 4, 5 * 4 + 4)], [18, 18, 18, 18], "inside: 9 taps x 2");
+});
+
+nativeTest(
+  "a conv2d with padding as wide as its kernel runs on the wasm kernels and matches cpu",
+  async () => {
+    const pad: Pad = [[0, 0], [3, 3], [3, 3], [0, 0]];
+    const run = (backend: Backend) =>
+      onBackend(backend, async () => {
+        const x = tf.tensor4d(pseudoRandom([1, 5, 5, 2], 7), [1, 5, 5, 2]);
+        const filter = tf.tensor4d(pseudoRandom([3, 3, 2, 4], 8), [3, 3, 2, 4]);
+        const y = tf.conv2d(x, filter, 1, pad);
+        const data = await y.data() as Float32Array;
+        tf.dispose([x, filter, y]);
+        return data;
+      });
+    const cpu = await run("cpu");
+    const native = await run("native");
+    assert.ok(relativeError(native, cpu) <= GRADIENT_TOLERANCE);
   },
 );
 

@@ -9,8 +9,6 @@ import {
   drawAugmentation,
   IMAGE_BYTES,
   imageAt,
-  RECORD_BYTES,
-  type Split,
 } from "../lib/data.ts";
 import { ARTICLE_PYTORCH_PARAMETERS, countTrainableParameters, resnet18 } from "../lib/model.ts";
 import {
@@ -46,37 +44,26 @@ import {
   runCellsHeadless,
   withFinalNewlines,
 } from "../tools/notebook.ts";
+import { recordsOf, repeatRecords } from "./support/cifar10_fixture.ts";
 import { syntheticSplit } from "./support/synthetic.ts";
 
 await initBackend("cpu");
 
 const NOTEBOOK_PATH = new URL(`../${NOTEBOOK}`, import.meta.url).pathname;
 
-/** Writes `split` as CIFAR-10 binary records: label byte, then R, G, B planes. */
-function records(split: Split): Uint8Array {
-  const out = new Uint8Array(split.count * RECORD_BYTES);
-  const plane = 32 * 32;
-  for (let i = 0; i < split.count; i++) {
-    const at = i * RECORD_BYTES;
-    const image = imageAt(split, i); // [32, 32, 3] NHWC
-    out[at] = split.labels[i];
-    for (let p = 0; p < plane; p++) {
-      for (let c = 0; c < 3; c++) {
-        out[at + 1 + c * plane + p] = image[p * 3 + c];
-      }
-    }
-  }
-  return out;
-}
-
-/** A small offline stand-in for `cifar-10-batches-bin`: 5 x 60 training and 100 test images. */
+/**
+ * An offline stand-in for `cifar-10-batches-bin` of the real size (10,000 records a file, as
+ * `loadCifar10()` requires): each training batch repeats 60 synthetic images, the test batch 100.
+ */
 async function writeSyntheticCifar(dir: string): Promise<void> {
   const folder = join(dir, "cifar-10-batches-bin");
   await Deno.mkdir(folder, { recursive: true });
   for (let k = 1; k <= 5; k++) {
-    await Deno.writeFile(join(folder, `data_batch_${k}.bin`), records(syntheticSplit(60, k)));
+    const records = repeatRecords(recordsOf(syntheticSplit(60, k)));
+    await Deno.writeFile(join(folder, `data_batch_${k}.bin`), records);
   }
-  await Deno.writeFile(join(folder, "test_batch.bin"), records(syntheticSplit(100, 9)));
+  const test = repeatRecords(recordsOf(syntheticSplit(100, 9)));
+  await Deno.writeFile(join(folder, "test_batch.bin"), test);
   await Deno.writeTextFile(join(folder, "batches.meta.txt"), CIFAR10_CLASSES.join("\n") + "\n");
 }
 

@@ -6,12 +6,14 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { encode as encodeFastPng } from "fast-png";
 import jpeg from "jpeg-js";
+import { constants as zlib, deflateRawSync, deflateSync } from "node:zlib";
 import { initBackend } from "../lib/backends/init.ts";
 import { CIFAR10_CLASSES, IMAGE_BYTES, normalizeInto } from "../lib/data.ts";
 import { resnet18 } from "../lib/model.ts";
 import { saveModel } from "../lib/io/tfjs_model.ts";
 import { encodePng } from "../lib/io/png.ts";
 import {
+  checkImageHeader,
   classifyImageFile,
   classifyImageFiles,
   classifyPixels,
@@ -22,7 +24,10 @@ import {
   formatResults,
   ImageError,
   loadRunModel,
+  MAX_DECODE_BYTES,
+  MAX_FILE_BYTES,
   orient,
+  readImageFile,
   toCifarPixels,
   topK,
 } from "../lib/predict/classify.ts";
@@ -339,6 +344,336 @@ Deno.test("decodeImage() names the file and what it found instead of an image", 
   );
 });
 
+// ------------------------------------------------------------------ hostile files
+
+/** CRC-32 as PNG chunks carry it (PNG spec, annex D). */
+function crc32(bytes: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const byte of bytes) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1));
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+/** A PNG from its IHDR fields and IDAT payload, chunk CRCs included. */
+function pngFile(
+  width: number,
+  height: number,
+  depth: number,
+  colourType: number,
+  idat: Uint8Array,
+  interlace = 0,
+): Uint8Array {
+  const chunk = (type: string, data: Uint8Array) => {
+    const out = new Uint8Array(12 + data.length);
+    const view = new DataView(out.buffer);
+    view.setUint32(0, data.length);
+    out.set(new TextEncoder().encode(type), 4);
+    out.set(data, 8);
+    view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
+    return out;
+  };
+  const ihdr = new Uint8Array(13);
+  new DataView(ihdr.buffer).setUint32(0, width);
+  new DataView(ihdr.buffer).setUint32(4, height);
+  ihdr.set([depth, colourType, 0, 0, interlace], 8);
+  const parts = [
+    new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", idat),
+    chunk("IEND", new Uint8Array(0)),
+  ];
+  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
+  parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+  return out;
+}
+
+/**
+ * A real zlib stream of `n` zero bytes, built without `n` bytes of memory: a fully flushed
+ * deflate block of 8 MiB of zeros owes nothing to what came before, so it can be repeated.
+ */
+function zlibOfZeros(n: number): Uint8Array {
+  const chunk = 8 * 2 ** 20;
+  const block = deflateRawSync(new Uint8Array(chunk), { level: 9, finishFlush: zlib.Z_FULL_FLUSH });
+  const last = deflateRawSync(new Uint8Array(n % chunk), { level: 9 });
+  const count = Math.floor(n / chunk);
+  const out = new Uint8Array(2 + count * block.length + last.length + 4);
+  out.set([0x78, 0xda]);
+  for (let i = 0; i < count; i++) out.set(block, 2 + i * block.length);
+  out.set(last, 2 + count * block.length);
+  // Adler-32 of zeros: its sum a stays 1 and b adds a for every byte.
+  new DataView(out.buffer).setUint32(out.length - 4, (((n % 65521) << 16) | 1) >>> 0);
+  return out;
+}
+
+/**
+ * A valid baseline JPEG of flat gray (YCbCr, luma sampled `h` x `v`): every block is 2 bits
+ * (DC difference 0, end of block) under one-code Huffman tables, so any size is cheap to make.
+ * `scanBytes` cuts the scan short, as a file that lies about its size would be.
+ */
+function flatJpeg(width: number, height: number, h = 2, v = 2, scanBytes?: number): Uint8Array {
+  const segment = (marker: number, body: number[]) => [
+    0xff,
+    marker,
+    (body.length + 2) >> 8,
+    (body.length + 2) & 255,
+    ...body,
+  ];
+  const oneCodeTable = (tableClass: number) =>
+    segment(0xc4, [tableClass, 1, ...new Array(15).fill(0), 0]);
+  const header = [
+    0xff,
+    0xd8,
+    ...segment(0xdb, [0, ...new Array(64).fill(1)]),
+    ...segment(
+      0xc0,
+      [8, height >> 8, height & 255, width >> 8, width & 255, 3, 1, (h << 4) | v, 0]
+        .concat([2, 0x11, 0, 3, 0x11, 0]),
+    ),
+    ...oneCodeTable(0x00),
+    ...oneCodeTable(0x10),
+    ...segment(0xda, [3, 1, 0, 2, 0, 3, 0, 0, 63, 0]),
+  ];
+  const bits = Math.ceil(width / 8 / h) * Math.ceil(height / 8 / v) * (h * v + 2) * 2;
+  const length = Math.min(Math.ceil(bits / 8), scanBytes ?? Infinity);
+  const out = new Uint8Array(header.length + length + 2);
+  out.set(header);
+  if (scanBytes === undefined && bits % 8 !== 0) {
+    out[header.length + length - 1] = (1 << (8 - (bits % 8))) - 1; // pad with 1 bits
+  }
+  out.set([0xff, 0xd9], out.length - 2);
+  return out;
+}
+
+/** The file the issue names: 778 KB, declaring 10000x10000 16-bit RGBA (800 MB of samples). */
+function bigDeepPng(): Uint8Array {
+  return pngFile(10000, 10000, 16, 6, zlibOfZeros(10000 * (1 + 10000 * 8)));
+}
+
+Deno.test("flatJpeg() and zlibOfZeros() (the test helpers) make files that decode", () => {
+  const gray = decodeImage(flatJpeg(20, 12), "flat.jpg");
+  assert.deepEqual([gray.width, gray.height], [20, 12]);
+  assert.ok(gray.data.every((v) => v === 128));
+  const png = decodeImage(pngFile(3, 2, 8, 2, zlibOfZeros(2 * (1 + 9))), "zeros.png");
+  assert.deepEqual(png.data, new Uint8Array(18));
+  // 64x64 at 4:2:0 is 16 MCUs of 6 blocks, 2 bits each: a 24-byte scan, here cut to 10.
+  assert.equal(flatJpeg(64, 64, 2, 2, 10).length, flatJpeg(64, 64).length - 24 + 10);
+});
+
+/** RGB scanlines in Adam7's seven passes (PNG spec, 8.2), each row with filter type 0. */
+function adam7Scanlines(rgb: Uint8Array, width: number, height: number): Uint8Array {
+  const passes = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [
+    1,
+    0,
+    2,
+    2,
+  ]]
+    .concat([[0, 1, 1, 2]]);
+  const out: number[] = [];
+  for (const [x0, y0, dx, dy] of passes) {
+    if (x0 >= width) continue; // an empty pass has no rows at all
+    for (let y = y0; y < height; y += dy) {
+      out.push(0);
+      for (let x = x0; x < width; x += dx) {
+        out.push(...rgb.subarray((y * width + x) * 3, (y * width + x) * 3 + 3));
+      }
+    }
+  }
+  return new Uint8Array(out);
+}
+
+Deno.test("decodeImage() reads an interlaced PNG: its data's size is counted per Adam7 pass", () => {
+  for (const [width, height] of [[7, 5], [1, 1], [16, 9]]) {
+    const rgb = picture(width, height);
+    const png = pngFile(width, height, 8, 2, deflateSync(adam7Scanlines(rgb, width, height)), 1);
+    assert.deepEqual(decodeImage(png, "interlaced.png").data, rgb, `${width}x${height}`);
+  }
+});
+
+Deno.test("readImageFile() refuses a device, a FIFO and a folder without reading or blocking", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "predict_test_" });
+  try {
+    await assert.rejects(
+      readImageFile("/dev/zero"),
+      (e) =>
+        e instanceof ImageError &&
+        e.message === "/dev/zero: expected an image file but found a character device",
+    );
+    const fifo = `${dir}/pipe.png`;
+    const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    assert.equal(made.code, 0, "mkfifo");
+    // Nothing writes to the FIFO: opening it would block forever.
+    await assert.rejects(
+      readImageFile(fifo),
+      new ImageError(`${fifo}: expected an image file but found a FIFO (named pipe)`),
+    );
+    const link = `${dir}/zero.png`;
+    await Deno.symlink("/dev/zero", link);
+    await assert.rejects(
+      readImageFile(link),
+      new ImageError(`${link}: expected an image file but found a character device`),
+    );
+    await assert.rejects(
+      readImageFile(dir),
+      new ImageError(`${dir}: expected an image file but found a folder`),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readImageFile() refuses a file over the byte cap before reading it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "predict_test_" });
+  try {
+    const path = `${dir}/huge.jpg`;
+    // Sparse: its size is one byte over the cap, its disk use nothing.
+    const file = await Deno.open(path, { create: true, write: true });
+    await file.truncate(MAX_FILE_BYTES + 1);
+    file.close();
+    await assert.rejects(
+      readImageFile(path),
+      new ImageError(
+        `${path}: expected a file of at most 64 MiB (67108864 bytes) but found 67108865 bytes; ` +
+          `shrink the image first`,
+      ),
+    );
+    await Deno.writeFile(path, new Uint8Array([1, 2, 3]));
+    assert.deepEqual(await readImageFile(path), new Uint8Array([1, 2, 3]));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("decodeImage() refuses the 778 KB 16-bit RGBA PNG of 10000x10000 from its header", () => {
+  const png = bigDeepPng();
+  assert.equal(Math.round(png.length / 1000), 778, `${png.length} bytes`);
+  assert.throws(
+    () => decodeImage(png, "deep.png"),
+    new ImageError(
+      "deep.png: expected an image that decodes in at most 1024 MiB but found a 10000x10000 " +
+        "16-bit RGBA PNG, which needs 3338 MiB",
+    ),
+  );
+});
+
+Deno.test("decodeImage() refuses a PNG whose data inflates to more than its header allows", () => {
+  // 100x100 RGB needs 30,100 bytes of scanlines; this stream holds 64 MiB of zeros (65 KB).
+  const bomb = pngFile(100, 100, 8, 2, zlibOfZeros(64 * 2 ** 20));
+  assert.throws(
+    () => decodeImage(bomb, "bomb.png"),
+    new ImageError(
+      "bomb.png: not a readable PNG (expected its image data to inflate to 30100 bytes, as a " +
+        "100x100 8-bit RGB image needs, but it inflates to more)",
+    ),
+  );
+  // The header claims 9000x9000, the data could hold 64 pixels at most.
+  assert.throws(
+    () => decodeImage(pngFile(9000, 9000, 8, 2, zlibOfZeros(100)), "liar.png"),
+    new ImageError(
+      "liar.png: not a readable PNG (a 9000x9000 PNG needs at least 235474 bytes of image data " +
+        "but the file has 12: it is cut short, or its header claims a larger image than it holds)",
+    ),
+  );
+});
+
+Deno.test("decodeImage() names the file when a PNG header says width or height 0", () => {
+  for (const [width, height] of [[0, 30], [40, 0]]) {
+    assert.throws(
+      () => decodeImage(pngFile(width, height, 8, 2, zlibOfZeros(10)), "empty.png"),
+      new ImageError(
+        `empty.png: expected a width and height of at least 1 in the PNG header but found ` +
+          `${width}x${height}`,
+      ),
+    );
+  }
+  assert.throws(
+    () => decodeImage(pngFile(4, 4, 4, 2, zlibOfZeros(12)), "odd.png"),
+    new ImageError(
+      "odd.png: not a readable PNG (expected a bit depth of 8 or 16 for RGB at byte 24 but found 4)",
+    ),
+  );
+});
+
+Deno.test("decodeImage() refuses a 5 KB JPEG declaring 9000x9000 from its frame header", () => {
+  const liar = flatJpeg(9000, 9000, 2, 2, 5000);
+  assert.ok(liar.length < 5200, `${liar.length} bytes`);
+  assert.throws(
+    () => decodeImage(liar, "liar.jpg"),
+    new ImageError(
+      "liar.jpg: not a readable JPEG (a 9000x9000 JPEG needs at least 237446 bytes of image " +
+        "data but the file has 5079: it is cut short, or its header claims a larger image than " +
+        "it holds)",
+    ),
+  );
+  // Complete (950 KB), it is a real image, but one over the memory budget.
+  assert.throws(
+    () => decodeImage(flatJpeg(9000, 9000, 1, 1), "big.jpg"),
+    new ImageError(
+      "big.jpg: expected an image that decodes in at most 1024 MiB but found a 9000x9000 4:4:4 " +
+        "JPEG, which needs 1623 MiB",
+    ),
+  );
+  const lossless = flatJpeg(8, 8);
+  lossless[lossless.indexOf(0xc0, 2)] = 0xc3; // SOF0 -> SOF3
+  assert.throws(
+    () => decodeImage(lossless, "lossless.jpg"),
+    new ImageError(
+      "lossless.jpg: not a readable JPEG (expected a baseline or progressive JPEG (SOF0, SOF1 or " +
+        "SOF2) but found SOF3 at byte 71 (lossless, hierarchical or arithmetic-coded))",
+    ),
+  );
+  assert.throws(
+    () => decodeImage(new Uint8Array([0xff, 0xd8, 0xff, 0xd9]), "bare.jpg"),
+    new ImageError(
+      "bare.jpg: not a readable JPEG (expected a frame header (SOF marker) before byte 2 but " +
+        "found the end of the image)",
+    ),
+  );
+});
+
+Deno.test("checkImageHeader() lets a 48 MP phone JPEG through, counting what jpeg-js allocates", () => {
+  const header = checkImageHeader(flatJpeg(8000, 6000, 2, 2), "phone.jpg");
+  // Blocks (1000x750 luma, 500x375 per chroma, 256 bytes each), lines (8000x6000 and
+  // 4000x3000 twice), the 3-byte image twice.
+  const expected = (1000 * 750 + 2 * 500 * 375) * 256 + 8000 * 6000 + 2 * 4000 * 3000 +
+    2 * 8000 * 6000 * 3;
+  assert.deepEqual(
+    { layout: header.layout, decodeBytes: header.decodeBytes },
+    { layout: "4:2:0", decodeBytes: expected },
+  );
+  assert.ok(expected <= MAX_DECODE_BYTES);
+  assert.ok(
+    checkImageHeader(flatJpeg(8000, 6000, 1, 1), "full.jpg").decodeBytes <= MAX_DECODE_BYTES,
+  );
+});
+
+Deno.test("decodeImage() throws only ImageError for 2000 corrupted PNGs and JPEGs (seeded)", async () => {
+  let seed = 12345; // a fixed LCG: the same files every run
+  const random = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+  const samples = [
+    await encodePng(picture(20, 15), 20, 15),
+    jpegWithOrientation(picture(20, 15), 20, 15, 6),
+    flatJpeg(40, 24),
+    pngFile(7, 5, 8, 2, deflateSync(adam7Scanlines(picture(7, 5), 7, 5)), 1),
+  ];
+  const others: string[] = [];
+  for (let n = 0; n < 2000; n++) {
+    const base = samples[n % samples.length];
+    const bytes = base.slice(0, random() < 0.2 ? Math.floor(random() * base.length) : base.length);
+    // Mostly in the headers, where sizes and offsets live.
+    for (let k = 0; k < 1 + random() * 4; k++) {
+      bytes[Math.floor(random() * Math.min(200, bytes.length))] = Math.floor(random() * 256);
+    }
+    try {
+      decodeImage(bytes, "fuzzed");
+    } catch (error) {
+      if (!(error instanceof ImageError)) others.push(`#${n}: ${error}`);
+    }
+  }
+  assert.deepEqual(others, []);
+});
+
 // ------------------------------------------------------------------ ranking and classifying
 
 Deno.test("topK() ranks by probability, ties in label order, and checks its arguments", () => {
@@ -468,11 +803,57 @@ Deno.test("classifyImageFiles() classifies the readable files and names what is 
   }
 });
 
+Deno.test("classifyImageFiles() reports any failure of one file by its name and classifies the rest", async () => {
+  const { dir, model } = await makeRun();
+  try {
+    const good = `${dir}/good.png`;
+    await Deno.writeFile(good, await encodePng(picture(40, 30), 40, 30));
+    const zeroWidth = `${dir}/zero-width.png`;
+    await Deno.writeFile(zeroWidth, pngFile(0, 30, 8, 2, zlibOfZeros(10)));
+    const results = await classifyImageFiles(model, [good, zeroWidth, "/dev/zero", good]);
+    assert.deepEqual(results.map((r) => "top" in r), [true, false, false, true]);
+    assert.deepEqual(results.slice(1, 3), [
+      {
+        file: zeroWidth,
+        error: `${zeroWidth}: expected a width and height of at least 1 in the PNG header but ` +
+          `found 0x30`,
+      },
+      {
+        file: "/dev/zero",
+        error: "/dev/zero: expected an image file but found a character device",
+      },
+    ]);
+    // Not only ImageError: whatever a decoder throws stays with its file.
+    const failing = (bytes: Uint8Array, source: string) => {
+      if (source === zeroWidth) throw new TypeError("Cannot read properties of undefined");
+      if (source === `${dir}/thrown.png`) throw "a bare string"; // jpeg-js throws strings
+      return decodeImage(bytes, source);
+    };
+    await Deno.copyFile(good, `${dir}/thrown.png`);
+    const mixed = await classifyImageFiles(model, [zeroWidth, good, `${dir}/thrown.png`], {
+      decode: failing,
+    });
+    assert.deepEqual(mixed[0], {
+      file: zeroWidth,
+      error: `${zeroWidth}: could not be decoded (TypeError: Cannot read properties of undefined)`,
+    });
+    assert.deepEqual(mixed[1], { file: good, top: (results[0] as { top: unknown }).top });
+    assert.deepEqual(mixed[2], {
+      file: `${dir}/thrown.png`,
+      error: `${dir}/thrown.png: could not be decoded (a bare string)`,
+    });
+  } finally {
+    model.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 // ------------------------------------------------------------------ the command
 
+/** `deno task predict ...`, as the task starts it (bin/task.ts grants the paths named). */
 async function predictCli(args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-P=predict", "bin/predict.ts", ...args],
+    args: ["run", "--allow-run", "bin/task.ts", "predict", ...args],
     cwd: ROOT,
   }).output();
   const text = new TextDecoder();
@@ -549,4 +930,45 @@ Deno.test("deno task predict names the flag that is wrong", async () => {
   const help = await predictCli(["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /center-cropped to a square/);
+});
+
+Deno.test("deno task predict refuses hostile files by name and still classifies the good one", async () => {
+  const { dir, model } = await makeRun();
+  model.dispose();
+  try {
+    const good = `${dir}/good.png`;
+    await Deno.writeFile(good, await encodePng(picture(50, 40), 50, 40));
+    await Deno.writeFile(`${dir}/deep.png`, bigDeepPng());
+    await Deno.writeFile(`${dir}/liar.jpg`, flatJpeg(9000, 9000, 2, 2, 5000));
+    await Deno.writeFile(`${dir}/zero-width.png`, pngFile(0, 30, 8, 2, zlibOfZeros(10)));
+    const fifo = `${dir}/pipe.jpg`;
+    assert.equal((await new Deno.Command("mkfifo", { args: [fifo] }).output()).code, 0);
+    const files = [
+      "/dev/zero",
+      fifo,
+      `${dir}/deep.png`,
+      `${dir}/liar.jpg`,
+      `${dir}/zero-width.png`,
+    ];
+    const started = Date.now();
+    const { code, stdout, stderr } = await predictCli(["--model", dir, good, ...files]);
+    assert.equal(code, 1, stderr);
+    assert.ok(Date.now() - started < 30_000, "nothing blocked or read without end");
+    assert.match(stdout, new RegExp(`^${dir}/good\\.png\\n(  \\w+ +\\d+\\.\\d%\\n){3}$`));
+    const errors = stderr.split("\n").filter((line) => line.startsWith("error: "));
+    assert.deepEqual(errors, [
+      "error: /dev/zero: expected an image file but found a character device",
+      `error: ${fifo}: expected an image file but found a FIFO (named pipe)`,
+      `error: ${dir}/deep.png: expected an image that decodes in at most 1024 MiB but found a ` +
+      "10000x10000 16-bit RGBA PNG, which needs 3338 MiB",
+      `error: ${dir}/liar.jpg: not a readable JPEG (a 9000x9000 JPEG needs at least 237446 bytes ` +
+      "of image data but the file has 5079: it is cut short, or its header claims a larger image " +
+      "than it holds)",
+      `error: ${dir}/zero-width.png: expected a width and height of at least 1 in the PNG header ` +
+      "but found 0x30",
+    ]);
+    assert.match(stderr, /5 of 6 files could not be classified/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

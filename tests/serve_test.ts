@@ -61,10 +61,13 @@ class Output {
   }
 }
 
+/** `deno task serve`'s command line (bin/task.ts grants read access to the paths named). */
+const SERVE = ["run", "--allow-run", "bin/task.ts", "serve"];
+
 /** `deno task serve` as a child process; resolves once it listens. */
 async function startServer(args: string[]) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-P=serve", "bin/serve.ts", ...args],
+    args: [...SERVE, ...args],
     cwd: ROOT,
     stdout: "piped",
     stderr: "piped",
@@ -134,14 +137,223 @@ Deno.test("deno task serve sends the page, the bundle, the model and meta.json, 
   }
 });
 
+/**
+ * `deno task serve` run where it should refuse to start: its exit status and stderr. Should it
+ * start serving instead, it is stopped after 30 s and the status says so (143).
+ */
+async function serveRefusal(args: string[]): Promise<{ code: number; stderr: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...SERVE, ...args],
+    cwd: ROOT,
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Output(child.stderr);
+  const timer = setTimeout(() => child.kill("SIGTERM"), 30_000);
+  try {
+    const { code } = await child.status;
+    await stderr.done;
+    return { code, stderr: stderr.text };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A response read off the socket as it came: status, headers, and every byte after them. */
+interface RawResponse {
+  status: number;
+  headers: Headers;
+  body: Uint8Array;
+}
+
+/**
+ * One HTTP/1.1 request over a plain TCP connection, with the `Host` header given (fetch sets
+ * its own), read until the server closes the connection (at most 64 MiB, within 10 s).
+ */
+async function rawRequest(
+  url: string,
+  method: string,
+  path: string,
+  host: string,
+): Promise<RawResponse> {
+  const { hostname, port } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  const timer = setTimeout(() => conn.close(), 10_000);
+  try {
+    const request = `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`;
+    await conn.write(new TextEncoder().encode(request));
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    for await (const chunk of conn.readable) {
+      chunks.push(chunk);
+      total += chunk.length;
+      if (total > 64 * 2 ** 20) throw new Error(`${method} ${path}: response over 64 MiB`);
+    }
+    const all = new Uint8Array(total);
+    chunks.reduce((at, c) => (all.set(c, at), at + c.length), 0);
+    const text = new TextDecoder().decode(all);
+    const end = text.indexOf("\r\n\r\n");
+    const [statusLine, ...lines] = text.slice(0, end).split("\r\n");
+    const headers = new Headers();
+    for (const line of lines) {
+      headers.append(line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 1).trim());
+    }
+    return {
+      status: Number(statusLine.split(" ")[1]),
+      headers,
+      body: all.subarray(new TextEncoder().encode(text.slice(0, end + 4)).length),
+    };
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* closed by the server or the timer */ }
+  }
+}
+
+/** Asserts the headers every response must carry, naming the request. */
+function assertSecurityHeaders(headers: Headers, what: string): void {
+  assert.equal(headers.get("x-content-type-options"), "nosniff", what);
+  assert.match(
+    headers.get("content-security-policy") ?? "",
+    /^default-src 'none'; script-src 'self' 'sha256-[\w+/]+={0,2}'; style-src 'sha256-[\w+/]+={0,2}'; img-src blob:; connect-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'$/,
+    what,
+  );
+}
+
+Deno.test("deno task serve answers only to its own address in the Host header (no DNS rebinding)", async () => {
+  const { dir, model } = await makeRun();
+  const server = await startServer(["--model", dir, "--port", "0"]);
+  try {
+    const port = new URL(server.url).port;
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`]) {
+      const ok = await rawRequest(server.url, "GET", "/model/weights.bin", host);
+      assert.equal(ok.status, 200, host);
+      assert.deepEqual(ok.body, await Deno.readFile(`${dir}/model/weights.bin`));
+    }
+    const expected = `expected Host 127.0.0.1:${port} or localhost:${port}`;
+    for (
+      const host of ["evil.example.com", `evil.example.com:${port}`, "localhost:1", "127.0.0.1"]
+    ) {
+      const refused = await rawRequest(server.url, "GET", "/model/weights.bin", host);
+      assert.equal(refused.status, 421, host);
+      assertSecurityHeaders(refused.headers, host);
+      assert.equal(
+        new TextDecoder().decode(refused.body),
+        `Misdirected Request: ${expected} but found ${JSON.stringify(host.toLowerCase())}\n`,
+      );
+    }
+  } finally {
+    await server.stop();
+    model.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task serve puts nosniff and the Content-Security-Policy on every response", async () => {
+  const { dir, model } = await makeRun();
+  const server = await startServer(["--model", dir, "--port", "0"]);
+  try {
+    const cases: [string, RequestInit, number][] = [
+      ["/", {}, 200],
+      ["/app.js", {}, 200],
+      ["/tf.min.js", {}, 200],
+      ["/model/weights.bin", {}, 200],
+      ["/meta.json", {}, 200],
+      ["/nowhere", {}, 404],
+      ["/", { method: "POST" }, 405],
+    ];
+    for (const [path, init, status] of cases) {
+      const response = await fetch(new URL(path, server.url), init);
+      await response.body?.cancel();
+      assert.equal(response.status, status, path);
+      assertSecurityHeaders(response.headers, `${init.method ?? "GET"} ${path}`);
+    }
+  } finally {
+    await server.stop();
+    model.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task serve answers HEAD with GET's headers, the file's length and no body", async () => {
+  const { dir, model } = await makeRun();
+  const server = await startServer(["--model", dir, "--port", "0"]);
+  try {
+    const host = new URL(server.url).host;
+    const weights = (await Deno.stat(`${dir}/model/weights.bin`)).size;
+    const page = (await Deno.stat(new URL("web/index.html", ROOT))).size;
+    const meta = new TextEncoder().encode(
+      await (await fetch(new URL("/meta.json", server.url))).text(),
+    );
+    const cases: [string, number][] = [
+      ["/model/weights.bin", weights],
+      ["/", page],
+      ["/meta.json", meta.length],
+    ];
+    for (const [path, length] of cases) {
+      const get = await rawRequest(server.url, "GET", path, host);
+      const head = await rawRequest(server.url, "HEAD", path, host);
+      assert.equal(head.status, 200, path);
+      assert.equal(head.body.length, 0, `HEAD ${path} sent a body`);
+      assert.equal(get.body.length, length, path);
+      assert.equal(head.headers.get("content-length"), String(length), path);
+      const without = (h: Headers) => [...h].filter(([name]) => name !== "date");
+      assert.deepEqual(without(head.headers), without(get.headers), path);
+    }
+  } finally {
+    await server.stop();
+    model.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task serve refuses a symbolic link in the model folder, at startup and per request", async () => {
+  const { dir, model } = await makeRun();
+  model.dispose();
+  try {
+    const weights = `${dir}/model/weights.bin`;
+    const saved = `${dir}/weights.saved`;
+    await Deno.rename(weights, saved);
+    await Deno.symlink("/etc/passwd", weights);
+    const out = await serveRefusal(["--model", dir, "--port", "0"]);
+    assert.equal(out.code, 1);
+    assert.match(
+      out.stderr,
+      new RegExp(
+        `error: Expected ${dir}/model/weights\\.bin to be a regular file inside ${dir}/model but ` +
+          `found a symbolic link to /etc/passwd; deno task serve does not follow links out of the ` +
+          `folders it serves\\n`,
+      ),
+    );
+
+    // Linked in place after startup: refused on the request.
+    await Deno.remove(weights);
+    await Deno.rename(saved, weights);
+    const server = await startServer(["--model", dir, "--port", "0"]);
+    try {
+      const before = await fetch(new URL("/model/weights.bin", server.url));
+      assert.equal(before.status, 200);
+      await before.body?.cancel();
+      await Deno.remove(weights);
+      await Deno.symlink("/etc/passwd", weights);
+      const after = await fetch(new URL("/model/weights.bin", server.url));
+      assert.equal(after.status, 403);
+      assertSecurityHeaders(after.headers, "403");
+      assert.equal(
+        await after.text(),
+        "Forbidden: /model/weights.bin is no longer a regular file in its folder\n",
+      );
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("deno task serve names the flag or folder that is wrong", async () => {
-  const run = async (args: string[]) => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-P=serve", "bin/serve.ts", ...args],
-      cwd: ROOT,
-    }).output();
-    return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
-  };
+  const run = serveRefusal;
   const noModel = await run([]);
   assert.equal(noModel.code, 2);
   assert.match(
@@ -167,12 +379,18 @@ class Cdp {
   #socket: WebSocket;
   #next = 1;
   #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  /** Events received, in order (console and log entries, uncaught exceptions). */
+  events: { method: string; params: Record<string, unknown> }[] = [];
   private constructor(socket: WebSocket) {
     this.#socket = socket;
     socket.onmessage = (event) => {
       const message = JSON.parse(event.data);
+      if (message.id === undefined) {
+        this.events.push({ method: message.method, params: message.params });
+        return;
+      }
       const waiter = this.#pending.get(message.id);
-      if (waiter === undefined) return; // an event
+      if (waiter === undefined) return;
       this.#pending.delete(message.id);
       if (message.error) waiter.reject(new Error(`CDP: ${JSON.stringify(message.error)}`));
       else waiter.resolve(message.result);
@@ -200,12 +418,26 @@ class Cdp {
   }
 }
 
-/** Opens `url` in headless Chromium and polls `expression` until it is not null. */
+/** What the page gave back, and what it logged on the way. */
+interface PageRun {
+  /** `expression`'s value, parsed from JSON. */
+  value: unknown;
+  /** Each probe's value, evaluated after `expression` under the page's own CSP (no eval). */
+  probes: unknown[];
+  /** Log entries, console errors and uncaught exceptions, as text. */
+  messages: string[];
+}
+
+/**
+ * Opens `url` in headless Chromium, polls `expression` until it is not null, then evaluates
+ * each of `probes`; the page's log is recorded from before it starts loading.
+ */
 async function evaluateInChromium(
   url: string,
   expression: string,
   timeoutMs: number,
-): Promise<unknown> {
+  probes: string[] = [],
+): Promise<PageRun> {
   const profile = await Deno.makeTempDir({ prefix: "chromium_profile_" });
   const browser = new Deno.Command(CHROMIUM, {
     args: [
@@ -235,19 +467,54 @@ async function evaluateInChromium(
       "DevTools",
     );
     cdp = await Cdp.connect(wsUrl);
-    const { targetId } = await cdp.send<{ targetId: string }>("Target.createTarget", { url });
-    const { sessionId } = await cdp.send<{ sessionId: string }>(
+    const page = cdp;
+    const { targetId } = await page.send<{ targetId: string }>("Target.createTarget", {
+      url: "about:blank",
+    });
+    const { sessionId } = await page.send<{ sessionId: string }>(
       "Target.attachToTarget",
       { targetId, flatten: true },
     );
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const { result } = await cdp.send<{ result: { value?: string } }>(
+    for (const domain of ["Log", "Runtime", "Page"]) {
+      await page.send(`${domain}.enable`, {}, sessionId);
+    }
+    await page.send("Page.navigate", { url }, sessionId);
+    const evaluate = async (source: string) => {
+      const { result } = await page.send<{ result: { value?: unknown } }>(
         "Runtime.evaluate",
-        { expression, returnByValue: true },
+        // Evaluated as the page's own code would be: its CSP applies (no eval).
+        {
+          expression: source,
+          returnByValue: true,
+          awaitPromise: true,
+          allowUnsafeEvalBlockedByCSP: false,
+        },
         sessionId,
       );
-      if (result.value !== undefined && result.value !== "null") return JSON.parse(result.value);
+      return result.value;
+    };
+    const messages = () =>
+      page.events.flatMap(({ method, params }) => {
+        if (method === "Log.entryAdded") {
+          const entry = params.entry as { level: string; source: string; text: string };
+          return [`${entry.level} (${entry.source}): ${entry.text}`];
+        }
+        if (method === "Runtime.exceptionThrown") {
+          return [`uncaught: ${JSON.stringify(params.exceptionDetails)}`];
+        }
+        if (method === "Runtime.consoleAPICalled" && params.type === "error") {
+          return [`console.error: ${JSON.stringify(params.args)}`];
+        }
+        return [];
+      });
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const value = await evaluate(expression);
+      if (typeof value === "string" && value !== "null") {
+        const results = [];
+        for (const probe of probes) results.push(await evaluate(probe));
+        return { value: JSON.parse(value), probes: results, messages: messages() };
+      }
       await new Promise((r) => setTimeout(r, 200));
     }
     throw new Error(
@@ -279,7 +546,8 @@ function testPhoto(): { rgb: Uint8Array; width: number; height: number } {
 }
 
 Deno.test({
-  name: "the served page classifies a PNG in headless Chromium as lib/predict.ts does",
+  name:
+    "the served page classifies a PNG in headless Chromium as lib/predict.ts does, under its CSP",
   ignore: chromiumMissing,
   async fn() {
     const { dir, model } = await makeRun();
@@ -293,18 +561,35 @@ Deno.test({
       // cpu: the reference; then the page's own choice (webgl on SwiftShader here).
       for (const backend of ["cpu", ""]) {
         const query = `${backend ? `backend=${backend}&` : ""}test=${encodeURIComponent(dataUrl)}`;
-        const check = await evaluateInChromium(
+        const run = await evaluateInChromium(
           `${server.url}?${query}`,
           "JSON.stringify(globalThis.selfCheck ?? null)",
           60_000,
-        ) as {
+          [
+            // The inline <style> applies (allowed by its hash).
+            "getComputedStyle(document.body).maxWidth",
+            // The photo shown from a blob: URL loads (img-src blob:).
+            `new Promise((resolve) => {
+              const photo = document.getElementById("photo");
+              if (photo.complete) resolve(photo.naturalWidth);
+              photo.onload = () => resolve(photo.naturalWidth);
+              photo.onerror = () => resolve("blocked");
+            })`,
+            // A string evaluated as code is refused: no 'unsafe-eval'.
+            `(() => { try { eval("1"); return "eval ran"; } catch (e) { return e.name; } })()`,
+          ],
+        );
+        const check = run.value as {
           ok: boolean;
           error?: string;
           backend: string;
           top: ClassProbability[];
           pixels: number[];
         };
+        const refused = run.messages.filter((m) => /Content.Security.Policy|uncaught/i.test(m));
+        assert.deepEqual(refused, [], `the page ran into its CSP:\n${run.messages.join("\n")}`);
         assert.equal(check.ok, true, check.error);
+        assert.deepEqual(run.probes, ["704px", photo.width, "EvalError"]);
         const diff = Math.max(
           ...check.top.map((t, i) => Math.abs(t.probability - expected[i].probability)),
         );

@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { extractTar, readTar, readTarFiles, safeTarPath, type TarEntry } from "../lib/io/tar.ts";
+import {
+  extractTar,
+  gunzip,
+  readTar,
+  readTarFiles,
+  safeTarPath,
+  type TarEntry,
+  type TarHeader,
+} from "../lib/io/tar.ts";
 
 // A tiny ustar writer, independent of the reader, so the reader is checked against the format.
 
@@ -81,12 +89,12 @@ function streamOf(
 }
 
 function gunzipStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
-  return streamOf(bytes, 100).pipeThrough(new DecompressionStream("gzip"));
+  return gunzip(streamOf(bytes, 100));
 }
 
-async function entries(stream: ReadableStream<Uint8Array>) {
+async function entries(stream: ReadableStream<Uint8Array>, maxTotalBytes?: number) {
   const out: { entry: TarEntry; text: string }[] = [];
-  for await (const entry of readTar(stream)) {
+  for await (const entry of readTar(stream, { maxTotalBytes })) {
     out.push({ entry, text: new TextDecoder().decode(await entry.bytes()) });
   }
   return out;
@@ -207,7 +215,10 @@ Deno.test("readTar() rejects malformed archives, naming the byte offset", async 
   await t.step("a corrupted gzip stream", async () => {
     const gz = await gzip(good);
     gz[gz.length - 6] ^= 0xff; // in the CRC trailer
-    await assert.rejects(() => entries(gunzipStream(gz)), TypeError);
+    await assert.rejects(() => entries(gunzipStream(gz)), {
+      message: "Expected the gzip checksum to match the inflated data but it does not " +
+        "(a corrupted file: download or copy it again)",
+    });
   });
 });
 
@@ -290,4 +301,195 @@ Deno.test("extractTar() refuses entries that would land outside the target", asy
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/**
+ * `head`, then zeros for ever: what a gzip bomb inflates to. `pulled()` says how many bytes the
+ * reader took, to show that a refusal came before the body was read.
+ */
+function endless(head: Uint8Array) {
+  let pulled = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const chunk = pulled === 0 ? head : new Uint8Array(65536);
+      pulled += chunk.length;
+      controller.enqueue(chunk);
+    },
+  }, { highWaterMark: 0 }); // no read-ahead: what is pulled is what the reader asked for
+  return { stream, pulled: () => pulled };
+}
+
+Deno.test("readTarFiles() shows select each header before any of its body is read", async () => {
+  // A header declaring 2.16 GB, followed by an endless body: a zip bomb's data_batch_1.bin.
+  const size = 704_000 * 3073;
+  const bomb = endless(header({ name: "data_batch_1.bin" }, size));
+  const seen: TarHeader[] = [];
+  await assert.rejects(
+    () =>
+      readTarFiles(bomb.stream, {
+        select: (path, entry) => {
+          seen.push(entry);
+          throw new Error(`Expected ${path} to be 30730000 bytes but it declares ${entry.size}`);
+        },
+      }),
+    { message: `Expected data_batch_1.bin to be 30730000 bytes but it declares ${size}` },
+  );
+  assert.deepEqual(seen.map(({ name, size, offset }) => [name, size, offset]), [
+    ["data_batch_1.bin", size, 0],
+  ]);
+  assert.equal(bomb.pulled(), 512, "the body was read");
+});
+
+Deno.test("readTar() reads no more than maxTotalBytes", async (t) => {
+  await t.step("an entry that would end past it is refused from its header", async () => {
+    const bomb = endless(header({ name: "zeros.bin" }, 1e9));
+    const skip = async () => {
+      for await (const _ of readTar(bomb.stream, { maxTotalBytes: 10_000 }));
+    };
+    await assert.rejects(skip, {
+      message: 'Expected at most 10000 bytes of tar data but the entry "zeros.bin" (header at ' +
+        "byte offset 0) declares 1000000000 bytes, which would end at byte offset 1000000512",
+    });
+    assert.equal(bomb.pulled(), 512, "the body was skipped");
+  });
+  await t.step("so is a body read with bytes() or chunks()", async () => {
+    const archive = tar([{ name: "a.txt", body: "hello" }, { name: "b.bin", body: big }]);
+    await assert.rejects(() => readTarFiles(streamOf(archive), { maxTotalBytes: 2048 }), {
+      message: 'Expected at most 2048 bytes of tar data but the entry "b.bin" (header at byte ' +
+        "offset 1024) declares 1500 bytes, which would end at byte offset 3072",
+    });
+  });
+  await t.step("and data past it after the end-of-archive block", async () => {
+    const archive = tar([{ name: "a.txt", body: "hello" }]);
+    const padded = concat([archive, new Uint8Array(4096)]);
+    await assert.rejects(() => entries(streamOf(padded, 1000), archive.length), {
+      message: `Expected at most ${archive.length} bytes of tar data but the stream goes on past ` +
+        `byte offset ${archive.length}`,
+    });
+    assert.equal((await entries(streamOf(archive), archive.length)).length, 1, "exactly fits");
+  });
+});
+
+Deno.test("readTarFiles() refuses a member too big to hold in memory, naming it", async () => {
+  const sizeField = new Uint8Array(12);
+  sizeField[0] = 0x80;
+  sizeField[5] = 0x10; // 2^52
+  const archive = tar([{ name: "huge.bin", sizeField }]);
+  await assert.rejects(() => readTarFiles(streamOf(archive)), {
+    message: 'Expected tar entry "huge.bin" (header at byte offset 0) to fit in memory but it ' +
+      "declares 4503599627370496 bytes",
+  });
+});
+
+Deno.test("readTarFiles() and extractTar() refuse a path that is in the archive twice", async (t) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cases: [string, Member[], string][] = [
+      [
+        "a file twice",
+        [{ name: "a.txt", body: "first" }, { name: "b.txt" }, { name: "a.txt", body: "second" }],
+        '"a.txt" again in the tar header at byte offset 1536 (first in the tar header at byte ' +
+        "offset 0)",
+      ],
+      [
+        "the same path spelt two ways",
+        [{ name: "d/a.txt", body: "first" }, { name: "./d//a.txt", body: "second" }],
+        '"d/a.txt" again in the tar header at byte offset 1024 (first in the tar header at byte ' +
+        "offset 0)",
+      ],
+      [
+        "a folder and a file",
+        [{ name: "d/", type: "5" }, { name: "d", body: "x" }],
+        '"d" again in the tar header at byte offset 512 (first in the tar header at byte ' +
+        "offset 0)",
+      ],
+    ];
+    for (const [what, members, found] of cases) {
+      await t.step(what, async () => {
+        const message = `Expected each path once in the archive but found ${found}`;
+        await assert.rejects(() => readTarFiles(streamOf(tar(members))), { message });
+        const archive = tar(members);
+        await assert.rejects(() => extractTar(streamOf(archive), join(dir, "out")), { message });
+        // Refused even when the copies are not selected.
+        await assert.rejects(() => readTarFiles(streamOf(archive), { select: () => null }), {
+          message,
+        });
+      });
+    }
+    await t.step("a folder twice is fine (tar --append writes that)", async () => {
+      const files = await readTarFiles(
+        streamOf(
+          tar([{ name: "d/", type: "5" }, { name: "d/a", body: "1" }, { name: "d/", type: "5" }]),
+        ),
+      );
+      assert.deepEqual([...files.keys()], ["d/a"]);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("gunzip() says whether a stream is empty, not gzip, truncated or corrupted", async (t) => {
+  const text = "x".repeat(100_000) + "y".repeat(100_000);
+  const gz = await gzip(encoder.encode(text));
+  const inflate = (bytes: Uint8Array, chunk?: number) =>
+    new Response(gunzip(streamOf(bytes, chunk))).text();
+  const again = "download or copy it again";
+  await t.step("a whole stream, in any chunking, and two gzip members in a row", async () => {
+    assert.equal(await inflate(gz), text);
+    assert.equal(await inflate(gz, 7), text);
+    assert.equal(await inflate(concat([gz, gz]), 1000), text + text);
+  });
+  await t.step("empty", async () => {
+    await assert.rejects(() => inflate(new Uint8Array(0)), {
+      message: "Expected gzip data but found an empty file (0 bytes)",
+    });
+  });
+  await t.step("not gzip", async () => {
+    await assert.rejects(() => inflate(encoder.encode("PK\x03\x04 a zip file")), {
+      message: "Expected gzip data (starting with bytes 1f 8b) but found bytes 50 4b 03 04 " +
+        "(not a gzip file)",
+    });
+  });
+  for (const cut of [10, gz.length >> 1, gz.length - 4]) {
+    await t.step(`cut after ${cut} of ${gz.length} bytes`, async () => {
+      await assert.rejects(() => inflate(gz.subarray(0, cut), 5), {
+        message: `Expected the gzip stream to go on but it ends after ${cut} bytes ` +
+          `(a truncated file: ${again})`,
+      });
+    });
+  }
+  await t.step("a wrong length in the trailer", async () => {
+    const bad = gz.slice();
+    bad[bad.length - 1] ^= 1;
+    await assert.rejects(() => inflate(bad), {
+      message: "Expected the gzip checksum to match the inflated data but it does not " +
+        `(a corrupted file: ${again})`,
+    });
+  });
+  await t.step("corrupt deflate data", async () => {
+    const bad = gz.slice();
+    bad[12] ^= 0xff;
+    await assert.rejects(() => inflate(bad), {
+      message: new RegExp(
+        "^Expected valid gzip data but found corrupt data at or before compressed byte offset " +
+          `\\d+ \\(.+; a corrupted file: ${again}\\)$`,
+      ),
+    });
+  });
+  await t.step("cancelling it cancels the source", async () => {
+    let cancelled = false;
+    const source = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(gz);
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    const reader = gunzip(source).getReader();
+    await reader.read();
+    await reader.cancel();
+    assert.ok(cancelled);
+  });
 });

@@ -4,7 +4,8 @@ import { initBackend } from "../lib/backends/init.ts";
 import { CHECKPOINT_FILE, restoreCheckpoint } from "../lib/train/checkpoint.ts";
 import { makeConfig } from "../lib/train/config.ts";
 import { resnet18 } from "../lib/model.ts";
-import { loadModel } from "../lib/io/tfjs_model.ts";
+import { loadModel, saveModel } from "../lib/io/tfjs_model.ts";
+import { RunFolderError } from "../lib/train/run_folder.ts";
 import { makeBatch } from "../lib/data.ts";
 import {
   createOptimizer,
@@ -204,5 +205,155 @@ Deno.test("evaluate({ flip: true }) scores each image by the mean of its and its
     tf.dispose([x, y, expectedLoss, predicted]);
   } finally {
     model.dispose();
+  }
+});
+
+Deno.test("train() refuses a runDir holding a run unless told to resume or restart, before any work", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const first = await train({ config: makeConfig({ ...small, epochs: 1 }), data, runDir: dir });
+    first.model.dispose();
+    const checkpoint = await Deno.readFile(`${dir}/${CHECKPOINT_FILE}`);
+    const before = tf.memory().numTensors;
+    await assert.rejects(
+      train({ config: makeConfig({ ...small, epochs: 1, seed: 3 }), data, runDir: dir }),
+      new RunFolderError(
+        dir,
+        `${dir} already holds a run (checkpoint.safetensors, config.json, history.json, model): ` +
+          `continue it with --resume, or start it over with --restart (which deletes that run's files)`,
+      ),
+    );
+    assert.equal(tf.memory().numTensors, before);
+    assert.deepEqual(await Deno.readFile(`${dir}/${CHECKPOINT_FILE}`), checkpoint);
+    const again = await train({
+      config: makeConfig({ ...small, epochs: 1, seed: 3 }),
+      data,
+      runDir: dir,
+      restart: true,
+    });
+    again.model.dispose();
+    assert.equal(JSON.parse(await Deno.readTextFile(`${dir}/config.json`)).seed, 3);
+    assert.notDeepEqual(await Deno.readFile(`${dir}/${CHECKPOINT_FILE}`), checkpoint);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() stops on a non-finite test loss before the checkpoint is replaced", async () => {
+  const dir = await Deno.makeTempDir();
+  // One batch an epoch: its loss is computed before the step, so at a rate of 1e38 the training
+  // loss is still finite and only the evaluation after the step sees the diverged weights.
+  const oneBatch = { ...small, batchSize: data.train.count };
+  try {
+    const first = await train({
+      config: makeConfig({ ...oneBatch, epochs: 1 }),
+      data,
+      runDir: dir,
+    });
+    first.model.dispose();
+    const good = await Deno.readFile(`${dir}/${CHECKPOINT_FILE}`);
+    const history = await Deno.readTextFile(`${dir}/history.json`);
+    const before = tf.memory().numTensors;
+    await assert.rejects(
+      train({
+        config: makeConfig({ ...oneBatch, learningRate: 1e38 }),
+        data,
+        runDir: dir,
+        resume: true,
+      }),
+      (e: unknown) => {
+        assert.ok(e instanceof NonFiniteLossError, String(e));
+        assert.equal(e.batch, null);
+        assert.match(e.message, /^Test loss became (NaN|Infinity) at epoch 2; training stopped$/);
+        return true;
+      },
+    );
+    assert.equal(tf.memory().numTensors, before);
+    assert.deepEqual(await Deno.readFile(`${dir}/${CHECKPOINT_FILE}`), good);
+    assert.equal(await Deno.readTextFile(`${dir}/history.json`), history);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train({ resume }) rewrites history.json and config.json from the checkpoint before training", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const full = await train({ config: makeConfig(small), data, runDir: dir });
+    full.model.dispose();
+    const complete = await Deno.readTextFile(`${dir}/history.json`);
+    // Killed between the last checkpoint's rename and history.json's: one epoch short.
+    await Deno.writeTextFile(
+      `${dir}/history.json`,
+      JSON.stringify(JSON.parse(complete).slice(0, 1)),
+    );
+    let atStart: number[] = [];
+    const resumed = await train({
+      config: makeConfig(small),
+      data,
+      runDir: dir,
+      resume: true,
+      callbacks: {
+        onStart: async (history) => {
+          atStart = history.map((r) => r.epoch);
+          assert.equal(await Deno.readTextFile(`${dir}/history.json`), complete);
+        },
+      },
+    });
+    resumed.model.dispose();
+    assert.deepEqual(atStart, [1, 2]);
+    assert.equal(await Deno.readTextFile(`${dir}/history.json`), complete);
+    // --resume --epochs 3: config.json says what the run now is.
+    const longer = await train({
+      config: makeConfig({ ...small, epochs: 3 }),
+      data,
+      runDir: dir,
+      resume: true,
+    });
+    longer.model.dispose();
+    assert.equal(JSON.parse(await Deno.readTextFile(`${dir}/config.json`)).epochs, 3);
+    assert.equal(JSON.parse(await Deno.readTextFile(`${dir}/history.json`)).length, 3);
+    await assert.rejects(
+      train({ config: makeConfig({ ...small, epochs: 2 }), data, runDir: dir, resume: true }),
+      new Error(`Cannot resume ${dir} with epochs 2: it has already trained 3`),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadModel() names the folder when model.json and weights.bin do not belong together", async () => {
+  const dir = await Deno.makeTempDir();
+  const model = resnet18({ width: 2 });
+  try {
+    await saveModel(model, dir);
+    const weights = await Deno.readFile(`${dir}/weights.bin`);
+    await Deno.writeFile(`${dir}/weights.bin`, new Uint8Array(40));
+    await assert.rejects(
+      loadModel(dir),
+      new Error(
+        `Expected the weights in ${dir} (./weights.bin) to hold ${weights.length} bytes, as ` +
+          `model.json lists, but found 40: the two files do not belong together`,
+      ),
+    );
+    await Deno.writeFile(`${dir}/weights.bin`, weights);
+    const json = JSON.parse(await Deno.readTextFile(`${dir}/model.json`));
+    json.modelTopology.config.layers[1].class_name = "NoSuchLayer";
+    await Deno.writeTextFile(`${dir}/model.json`, JSON.stringify(json));
+    await assert.rejects(
+      loadModel(dir),
+      (e: Error) =>
+        e.message.startsWith(`Cannot build the TensorFlow.js model in ${dir} from model.json: `),
+    );
+    await Deno.writeTextFile(`${dir}/model.json`, '{"modelTopology": {}, "weightsManifest": 3}');
+    await assert.rejects(
+      loadModel(dir),
+      new Error(
+        `Expected ${dir}/model.json to hold a modelTopology and a weightsManifest of paths and weights`,
+      ),
+    );
+  } finally {
+    model.dispose();
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -12,9 +12,11 @@
  *
  * @module
  */
-import { NATIVE_LIBRARY_URL, NATIVE_SYMBOLS } from "../lib/backends/native/kernels.ts";
+import { checkedNative, loadNativeLibrary } from "../lib/backends/native/kernels.ts";
 
-const lib = Deno.dlopen(NATIVE_LIBRARY_URL, NATIVE_SYMBOLS).symbols;
+// Through the binding's checks, as the kernels call it: a wrong shape below fails with a
+// message instead of overrunning a buffer.
+loadNativeLibrary();
 
 const shapes: [number, number, number, number][] = Deno.args.length > 0
   ? JSON.parse(Deno.args[0])
@@ -40,9 +42,9 @@ for (const [size, cin, cout, stride] of shapes) {
   const w = new Float32Array(9 * cin * cout).fill(0.1);
   const y = new Float32Array(batch * out * out * cout).fill(0.2);
   const gflop = 2 * batch * out * out * 9 * cin * cout / 1e9;
-  const forward = best(() => lib.rn_conv2d(x, w, null, y, g, 0));
-  const input = best(() => lib.rn_conv2d_backprop_input(y, w, x, g));
-  const filter = best(() => lib.rn_conv2d_backprop_filter(x, y, w, g));
+  const forward = best(() => checkedNative.conv2d(x, w, null, y, g, 0));
+  const input = best(() => checkedNative.conv2dBackpropInput(y, w, x, g));
+  const filter = best(() => checkedNative.conv2dBackpropFilter(x, y, w, g));
   console.log(
     `${size}x${size} ${cin}->${cout} stride ${stride}: forward ${forward.toFixed(1)} ms ` +
       `(${(gflop / forward * 1e3).toFixed(0)} GFLOP/s), input gradient ${input.toFixed(1)} ms, ` +

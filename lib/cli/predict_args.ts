@@ -7,7 +7,12 @@
 import { type FlagTable, formatFlags, parseFlags } from "./flags.ts";
 import { UsageError } from "./run_main.ts";
 import { BACKEND_NAMES, type BackendName } from "../train/config.ts";
-import { DEFAULT_TOP_K } from "../predict/classify.ts";
+import {
+  DEFAULT_TOP_K,
+  MAX_DECODE_BYTES,
+  MAX_FILE_BYTES,
+  MAX_MEGAPIXELS,
+} from "../predict/classify.ts";
 
 /** Inference runs where tfjs runs everywhere without a native build. */
 const DEFAULT_PREDICT_BACKEND: BackendName = "wasm";
@@ -41,6 +46,9 @@ or {file, error}]`,
   },
 } satisfies FlagTable;
 
+const FILE_MIB = MAX_FILE_BYTES / 2 ** 20;
+const DECODE_MIB = MAX_DECODE_BYTES / 2 ** 20;
+
 /** `deno task predict --help`. */
 export const PREDICT_USAGE = `Classify PNG or JPEG photos with a trained CIFAR-10 model.
 
@@ -49,7 +57,9 @@ Usage: deno task predict --model <run folder> [flags] <image files...>
 Each image is center-cropped to a square (the largest centered one, so nothing is
 squashed), averaged down to 32x32 (each output pixel is the mean of the area it covers),
 normalised with CIFAR-10's mean and std, and classified. JPEG EXIF rotation is applied;
-transparent pixels count as white.
+transparent pixels count as white. Only regular files of at most ${FILE_MIB} MiB are read, and
+an image may have at most ${MAX_MEGAPIXELS} megapixels and decode in at most ${DECODE_MIB} MiB (checked
+from its header first); a file that fails is reported by name, the others are still classified.
 
 ${formatFlags(PREDICT_FLAGS)}
 Exit status: 0 if every image was classified, 1 if any could not be, 2 for bad flags.

@@ -34,6 +34,9 @@ Usage: deno task serve --model <run folder> [--port N]
 
 The page takes a PNG or JPEG by drag-and-drop or file picker, center-crops it to a square,
 averages it down to 32x32 (as deno task predict does) and shows the top ${DEFAULT_TOP_K} classes.
+Only requests for 127.0.0.1:PORT or localhost:PORT (the Host header) are answered, and only
+regular files inside the run's model/ folder are sent: a symbolic link there stops the server
+at startup, and is refused if it appears later.
 
 ${formatFlags(SERVE_FLAGS)}`;
 

@@ -117,9 +117,17 @@ label smoothing 0.1, crop padding 2, test-time flip
     default: "download to ./data",
     help: "CIFAR-10 folder, .tar.gz archive, or URL",
   },
-  md5: { kind: "string", value: "HEX", help: "checksum of the archive at a --data URL" },
+  md5: {
+    kind: "string",
+    value: "HEX",
+    help: "md5 of the --data archive (a URL, or a local .tar.gz)",
+  },
   out: { kind: "string", value: "DIR", default: "runs/<date-time>", help: "run folder" },
   resume: { kind: "boolean", help: "continue the run in --out from its last checkpoint" },
+  restart: {
+    kind: "boolean",
+    help: "delete the run in --out (its own files only) and start over",
+  },
 } satisfies FlagTable<keyof TrainConfig>;
 
 /** `deno task train --help`. */
@@ -146,6 +154,8 @@ export interface TrainArgs {
   out: string;
   /** Continue the run in `out` from its checkpoint. */
   resume: boolean;
+  /** Delete the run in `out` and start over. */
+  restart: boolean;
 }
 
 /**
@@ -176,11 +186,17 @@ export function parseTrainArgs(args: string[], now: Date = new Date()): TrainArg
   if (v.resume && v.out === undefined) {
     throw new UsageError("--resume: expected --out naming the run folder to continue");
   }
+  if (v.restart && v.out === undefined) {
+    throw new UsageError("--restart: expected --out naming the run folder to start over");
+  }
+  if (v.restart && v.resume) {
+    throw new UsageError("--restart: expected either --resume or --restart but found both");
+  }
   if (v.md5 !== undefined && !/^[0-9a-f]{32}$/i.test(v.md5)) {
     throw new UsageError(`--md5: expected 32 hexadecimal digits but found "${v.md5}"`);
   }
-  if (v.md5 !== undefined && !/^https?:\/\//.test(v.data ?? "")) {
-    throw new UsageError("--md5: expected together with an http(s) URL in --data");
+  if (v.md5 !== undefined && v.data === undefined) {
+    throw new UsageError("--md5: expected together with --data (the archive it checks)");
   }
   return {
     config,
@@ -189,6 +205,7 @@ export function parseTrainArgs(args: string[], now: Date = new Date()): TrainArg
     md5: v.md5 ?? null,
     out: v.out ?? `runs/${timestamp(now)}`,
     resume: v.resume ?? false,
+    restart: v.restart ?? false,
   };
 }
 

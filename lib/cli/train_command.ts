@@ -12,6 +12,13 @@ import { confusionSvg, curvesSvg, perClassSvg } from "../report/figures.ts";
 import { formatDuration, ProgressLine } from "../report/progress.ts";
 import { makeConfig, type TrainConfig } from "../train/config.ts";
 import {
+  openRunFolder,
+  RUN_FILES,
+  RunFolderError,
+  type RunFolderMode,
+} from "../train/run_folder.ts";
+import type { RunLock } from "../train/run_lock.ts";
+import {
   type BatchProgress,
   type EpochRecord,
   type Evaluation,
@@ -26,11 +33,34 @@ import type { TrainArgs } from "./train_args.ts";
  *
  * @param args Checked flags (see `parseTrainArgs`).
  * @returns The exit status: 0 when the run finished, 3 when the loss stopped being finite.
- * @throws {UsageError} when `--resume` finds no config.json or `--out` is not writable.
+ * @throws {UsageError} before any work when `--out` is not writable, or is not what `--resume`,
+ *   `--restart` or neither ask for (a run to continue, a run to delete, an empty or new folder).
+ * @throws {RunLockError} before any work when another trainer writes `--out`.
  */
 export async function trainCommand(args: TrainArgs): Promise<number> {
-  const config = args.resume ? await resumedConfig(args) : args.config;
   await checkWritable(args.out);
+  const lock = await openOut(args);
+  try {
+    return await trainInto(args);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The run folder, locked and checked (train() takes the same lock again inside). */
+async function openOut(args: TrainArgs): Promise<RunLock> {
+  const mode: RunFolderMode = args.resume ? "resume" : args.restart ? "restart" : "new";
+  try {
+    return await openRunFolder(args.out, mode, { log: console.log });
+  } catch (error) {
+    if (error instanceof RunFolderError) throw new UsageError(`--out: ${error.message}`);
+    throw error;
+  }
+}
+
+/** {@linkcode trainCommand}'s work, the run folder open. */
+async function trainInto(args: TrainArgs): Promise<number> {
+  const config = args.resume ? await resumedConfig(args) : args.config;
   const backend = await initBackend(config.backend, { log: console.log });
   console.log(`Backend: ${backend.name} (${backend.detail})`);
 
@@ -49,13 +79,18 @@ export async function trainCommand(args: TrainArgs): Promise<number> {
       data,
       runDir: args.out,
       resume: args.resume,
+      restart: args.restart,
       callbacks: {
+        // A resumed run's figures, redrawn from its checkpoint before anything else.
+        onStart: async (history) => {
+          if (history.length > 0) await writeCurves(args.out, history);
+        },
         onBatchEnd: (p) =>
           progress.update(batchLine(p, progress.bar(p.batch / p.batches)), p.batch === p.batches),
         // `history` is the whole run's, a resumed run's earlier epochs included.
         onEpochEnd: async (record, _evaluation, history) => {
           progress.done();
-          await writeTextFileAtomic(`${args.out}/curves.svg`, curvesSvg(history));
+          await writeCurves(args.out, history);
           console.log(epochLine(record, config.epochs));
         },
       },
@@ -97,7 +132,9 @@ async function checkWritable(out: string): Promise<void> {
   if (status.state !== "granted") {
     throw new UsageError(
       `--out: no write permission for ${out}; deno task train may write only under ./runs and ./data ` +
-        `(or run: deno run -P=train --allow-write=${out} bin/train.ts ...)`,
+        `(or run: deno run -P=train --allow-read=node_modules,native/build,data,runs,${out} ` +
+        `--allow-write=data,runs,${out} bin/train.ts --out ${out} ..., adding any --data path ` +
+        `to --allow-read)`,
     );
   }
 }
@@ -166,21 +203,37 @@ export function evaluationLine(evaluation: Evaluation): string {
   }% on ${evaluation.count} images`;
 }
 
+/** `curves.svg` of the run so far. */
+function writeCurves(out: string, history: readonly EpochRecord[]): Promise<void> {
+  return writeTextFileAtomic(`${out}/${RUN_FILES.curves}`, curvesSvg(history));
+}
+
 /** The final evaluation's figures: confusion.svg and per_class.svg in the run folder. */
 async function writeEvaluationFigures(
   out: string,
   evaluation: Evaluation,
   classNames: readonly string[],
 ): Promise<void> {
-  await writeTextFileAtomic(`${out}/confusion.svg`, confusionSvg(evaluation.confusion, classNames));
   await writeTextFileAtomic(
-    `${out}/per_class.svg`,
+    `${out}/${RUN_FILES.confusion}`,
+    confusionSvg(evaluation.confusion, classNames),
+  );
+  await writeTextFileAtomic(
+    `${out}/${RUN_FILES.perClass}`,
     perClassSvg(evaluation.perClassAccuracy, classNames),
   );
 }
 
-/** What to do after a diverged run: its last good checkpoint is kept. */
+/**
+ * What to do after a diverged run: its last good checkpoint is kept, and resuming from it
+ * with a lower rate is the usual cure; a run that diverged in its first epoch has no
+ * checkpoint, so it can only start over.
+ */
 export function nonFiniteLossMessage(error: NonFiniteLossError, out: string): string {
+  if (error.epoch === 1) {
+    return `${error.message}. No epoch completed, so ${out} has no checkpoint to resume from; ` +
+      `start over with a lower --lr and --restart --out ${out}.`;
+  }
   return `${error.message}. The last good checkpoint in ${out} is kept; ` +
     `try a lower --lr and --resume, or start again.`;
 }

@@ -21,3 +21,9 @@ export const IMAGE_BYTES = IMAGE_SIZE * IMAGE_SIZE * CHANNELS;
 
 /** Bytes of one record in a batch file: 1 label byte, then the image as R, G, B planes. */
 export const RECORD_BYTES = 1 + IMAGE_BYTES;
+
+/** Records in each batch file: the five training batches and the test batch hold 10,000 each. */
+export const RECORDS_PER_BATCH = 10_000;
+
+/** The exact size of each batch file: 10,000 records of 3,073 bytes = 30,730,000 bytes. */
+export const BATCH_BYTES = RECORDS_PER_BATCH * RECORD_BYTES;

@@ -5,12 +5,19 @@
  * It reads what the CIFAR-10 archive needs and what common tools write:
  * POSIX ustar and GNU headers, GNU long names (`L`) and pax `path` records.
  * Sizes may be octal or GNU base-256. Links and device files are reported by
- * {@linkcode readTar} and refused by the extractors.
+ * {@linkcode readTar} and refused by the extractors, as are duplicate paths.
+ * {@linkcode gunzip} inflates a `.tar.gz` and says which way a broken one is
+ * broken (empty, not gzip, truncated, corrupted).
+ *
+ * Nothing is allocated or inflated from a size before it is checked: a member's
+ * declared size goes to `select` with its header, before a byte of its body is
+ * read, and `maxTotalBytes` bounds how much of the stream is ever read.
  *
  * @module
  */
 
 import { dirname, join } from "node:path";
+import { createGunzip } from "node:zlib";
 import { writeAll } from "./write_all.ts";
 
 /** Tar archives are read and written in blocks of this many bytes. */
@@ -19,8 +26,8 @@ export const TAR_BLOCK_BYTES = 512;
 /** What a tar entry is; `"other"` covers devices, FIFOs and unknown type flags. */
 export type TarEntryType = "file" | "directory" | "symlink" | "hardlink" | "other";
 
-/** One entry of a tar archive, as {@linkcode readTar} yields it. */
-export interface TarEntry {
+/** What a tar header says about an entry, before any of its body is read. */
+export interface TarHeader {
   /** The entry's path as stored (long names and pax paths applied), not yet checked. */
   name: string;
   /** What the entry is, from its type flag. */
@@ -33,6 +40,10 @@ export interface TarEntry {
   linkName: string;
   /** Byte offset of the entry's header in the uncompressed tar stream. */
   offset: number;
+}
+
+/** One entry of a tar archive, as {@linkcode readTar} yields it. */
+export interface TarEntry extends TarHeader {
   /**
    * Streams the body. Call at most once, and before asking for the next
    * entry: the reader skips whatever is left unread when it moves on.
@@ -42,14 +53,29 @@ export interface TarEntry {
   bytes(): Promise<Uint8Array>;
 }
 
+/** Options of {@linkcode readTar}. */
+export interface ReadTarOptions {
+  /**
+   * The most bytes of (uncompressed) tar stream to read, headers and padding
+   * included. An entry whose body would end past it is refused from its
+   * header, before its body is read or skipped; so is anything after the
+   * end-of-archive block that would go past it. A gzip bomb inflates no
+   * further than this.
+   * @default Infinity
+   */
+  maxTotalBytes?: number;
+}
+
 /** Which members to keep, and where; shared by {@linkcode extractTar} and {@linkcode readTarFiles}. */
-export interface SelectOptions {
+export interface SelectOptions extends ReadTarOptions {
   /**
    * Maps a member's checked path (see {@linkcode safeTarPath}) to its
-   * relative output path, or to `null` to skip it.
+   * relative output path, or to `null` to skip it. It sees the member's
+   * header (its declared `size`) before any of the body is read, and may
+   * throw to refuse the archive (a member of the wrong size, say).
    * @default keeps every regular file under its own path
    */
-  select?: (path: string) => string | null;
+  select?: (path: string, header: TarHeader) => string | null;
 }
 
 // Long names and pax headers are a few hundred bytes; a bigger one means a corrupt archive.
@@ -102,9 +128,11 @@ export function safeTarPath(name: string, where = "the archive"): string {
  *
  * Breaking out of the loop early cancels the stream (closing a file behind it).
  *
- * @param stream The uncompressed tar bytes, e.g. `file.readable.pipeThrough(new DecompressionStream("gzip"))`.
+ * @param stream The uncompressed tar bytes, e.g. `gunzip(file.readable)`.
+ * @param options The most bytes to read.
  * @returns An async generator of entries in archive order.
- * @throws {Error} For a bad checksum, a malformed number field or a stream that ends early, with the byte offset.
+ * @throws {Error} For a bad checksum, a malformed number field, a stream that ends early or
+ *   one longer than `maxTotalBytes`, with the byte offset.
  *
  * @example
  * ```ts
@@ -114,8 +142,12 @@ export function safeTarPath(name: string, where = "the archive"): string {
  * for await (const entry of readTar(empty)) throw new Error(`unexpected ${entry.name}`);
  * ```
  */
-export async function* readTar(stream: ReadableStream<Uint8Array>): AsyncGenerator<TarEntry> {
-  const input = new ByteReader(stream);
+export async function* readTar(
+  stream: ReadableStream<Uint8Array>,
+  options: ReadTarOptions = {},
+): AsyncGenerator<TarEntry> {
+  const { maxTotalBytes = Infinity } = options;
+  const input = new ByteReader(stream, maxTotalBytes);
   try {
     let longName: string | undefined;
     let longLinkName: string | undefined;
@@ -134,9 +166,22 @@ export async function* readTar(stream: ReadableStream<Uint8Array>): AsyncGenerat
       }
       const header = parseHeader(block, offset);
       const padding = (TAR_BLOCK_BYTES - header.size % TAR_BLOCK_BYTES) % TAR_BLOCK_BYTES;
+      const name = longName ?? header.name;
+      // Checked when the body is about to be read or skipped, so that `select` sees the header first.
+      const checkFits = () => {
+        const end = input.offset + header.size + padding;
+        if (end > maxTotalBytes) {
+          throw new Error(
+            `Expected at most ${maxTotalBytes} bytes of tar data but the entry ` +
+              `${JSON.stringify(name)} (header at byte offset ${offset}) ` +
+              `declares ${header.size} bytes, which would end at byte offset ${end}`,
+          );
+        }
+      };
 
       // Metadata entries describe the entry that follows them.
       if ("LKxg".includes(header.typeFlag)) {
+        checkFits();
         const body = await readMeta(input, header, offset);
         await input.skip(padding, offset);
         if (header.typeFlag === "L") longName = cString(body);
@@ -152,14 +197,15 @@ export async function* readTar(stream: ReadableStream<Uint8Array>): AsyncGenerat
       let remaining = header.size;
       let started = false;
       const chunks = async function* (): AsyncGenerator<Uint8Array> {
-        if (started) throw new Error(`The body of tar entry ${header.name} was already read`);
+        if (started) throw new Error(`The body of tar entry ${name} was already read`);
         started = true;
+        checkFits();
         while (remaining > 0) {
           const chunk = await input.readSome(remaining);
           if (chunk === null) {
             throw new Error(
               `Expected ${header.size} bytes for tar entry ${
-                JSON.stringify(header.name)
+                JSON.stringify(name)
               } (header at byte offset ${offset}) but the archive ended at byte offset ${input.offset}`,
             );
           }
@@ -169,11 +215,12 @@ export async function* readTar(stream: ReadableStream<Uint8Array>): AsyncGenerat
       };
       const entry: TarEntry = {
         ...header,
-        name: longName ?? header.name,
+        name,
         linkName: longLinkName ?? header.linkName,
         chunks,
         bytes: async () => {
-          const out = new Uint8Array(header.size);
+          checkFits();
+          const out = allocate(header.size, name, offset);
           let at = 0;
           for await (const chunk of chunks()) {
             out.set(chunk, at);
@@ -185,6 +232,7 @@ export async function* readTar(stream: ReadableStream<Uint8Array>): AsyncGenerat
       longName = undefined;
       longLinkName = undefined;
       yield entry;
+      if (!started) checkFits();
       await input.skip(remaining + padding, offset);
       remaining = 0;
     }
@@ -262,13 +310,140 @@ export async function readTarFiles(
   return files;
 }
 
+/**
+ * Inflates a gzip stream (a `.tar.gz` file's bytes), with errors that say how
+ * it is broken: an empty file, not a gzip file, one that ends early
+ * (truncated), a checksum that does not match (corrupted). Reads its input one
+ * piece at a time as its output is asked for, so a gzip bomb is inflated only
+ * as far as the reader goes.
+ *
+ * @param compressed The gzip bytes, e.g. `file.readable`.
+ * @returns The inflated bytes; cancelling it cancels `compressed` (closing a file behind it).
+ *
+ * @example
+ * ```ts
+ * import { gunzip } from "./tar.ts";
+ * const packed = new Blob(["hello"]).stream().pipeThrough(new CompressionStream("gzip"));
+ * const text = await new Response(gunzip(packed)).text();
+ * if (text !== "hello") throw new Error(`inflated to ${text}`);
+ * ```
+ */
+export function gunzip(compressed: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = compressed.getReader();
+  const inflater = createGunzip();
+  let pending: Uint8Array = new Uint8Array(0);
+  let fedBytes = 0;
+  let firstBytes: Uint8Array | undefined;
+  let failure: Error | undefined;
+  // zlib reports an error through the write callback, the "error" event or both; either way
+  // it becomes one message, and rejects the write or end being waited for.
+  const fail = (error: unknown) => (failure ??= gzipError(error, fedBytes, firstBytes));
+  let rejectWaiting: ((error: Error) => void) | undefined;
+  inflater.on("error", (error: Error) => rejectWaiting?.(fail(error)));
+  const wait = (start: (resolve: () => void) => void) =>
+    new Promise<void>((resolve, reject) => {
+      if (failure !== undefined) return reject(failure);
+      rejectWaiting = reject;
+      start(resolve);
+    });
+  const write = (piece: Uint8Array) =>
+    wait((resolve) =>
+      inflater.write(piece, (error) => (error ? rejectWaiting?.(fail(error)) : resolve()))
+    );
+  const end = () =>
+    wait((resolve) => {
+      inflater.once("end", resolve);
+      inflater.end();
+    });
+  let enqueued = 0;
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      inflater.on("data", (chunk: Uint8Array) => {
+        try {
+          controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+          enqueued++;
+        } catch {
+          inflater.destroy(); // the reader has gone away
+        }
+      });
+    },
+    async pull(controller) {
+      try {
+        // A pull must yield something (or end the stream): the stream does not call it again.
+        for (const before = enqueued; enqueued === before;) {
+          if (pending.length === 0) {
+            const { done, value } = await reader.read();
+            if (done) {
+              await end();
+              controller.close();
+              return;
+            }
+            firstBytes ??= value.slice(0, 4);
+            pending = value;
+          }
+          // Pieces of 16 KiB: inflating one yields at most about 16 MiB, even from a bomb.
+          const piece = pending.subarray(0, GZIP_PIECE_BYTES);
+          pending = pending.subarray(piece.length);
+          fedBytes += piece.length;
+          await write(piece);
+        }
+      } catch (error) {
+        inflater.destroy();
+        await reader.cancel().catch(() => {});
+        throw failure ?? error;
+      }
+    },
+    async cancel(reason) {
+      inflater.destroy();
+      await reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
+const GZIP_PIECE_BYTES = 1 << 14;
+
+/** zlib's terse error (`unexpected end of file`, ...) as a message that names the cause. */
+function gzipError(error: unknown, fedBytes: number, firstBytes: Uint8Array | undefined): Error {
+  const { code, message } = error as { code?: string; message?: string };
+  const again = "download or copy it again";
+  const text = code === "Z_BUF_ERROR" && fedBytes === 0
+    ? "Expected gzip data but found an empty file (0 bytes)"
+    : code === "Z_BUF_ERROR"
+    ? `Expected the gzip stream to go on but it ends after ${fedBytes} bytes ` +
+      `(a truncated file: ${again})`
+    : message === "incorrect header check" && firstBytes !== undefined &&
+        (firstBytes[0] !== 0x1f || firstBytes[1] !== 0x8b)
+    ? `Expected gzip data (starting with bytes 1f 8b) but found bytes ${hex(firstBytes)} ` +
+      "(not a gzip file)"
+    : message === "incorrect data check" || message === "incorrect length check"
+    ? `Expected the gzip checksum to match the inflated data but it does not ` +
+      `(a corrupted file: ${again})`
+    : `Expected valid gzip data but found corrupt data at or before compressed byte offset ` +
+      `${fedBytes} (${message ?? String(error)}; a corrupted file: ${again})`;
+  return new Error(text, { cause: error });
+}
+
+function hex(bytes: Uint8Array): string {
+  return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join(" ");
+}
+
 async function* selectedFiles(
   stream: ReadableStream<Uint8Array>,
-  { select = (path: string) => path }: SelectOptions,
+  { select = (path: string) => path, maxTotalBytes }: SelectOptions,
 ): AsyncGenerator<{ entry: TarEntry; path: string }> {
-  for await (const entry of readTar(stream)) {
+  // Where each path was first seen: a second copy would silently replace the first.
+  const seen = new Map<string, TarEntry>();
+  for await (const entry of readTar(stream, { maxTotalBytes })) {
     const where = `the tar header at byte offset ${entry.offset}`;
     const path = safeTarPath(entry.name, where);
+    const first = seen.get(path);
+    if (first !== undefined && (first.type !== "directory" || entry.type !== "directory")) {
+      throw new Error(
+        `Expected each path once in the archive but found ${JSON.stringify(path)} again in ` +
+          `${where} (first in the tar header at byte offset ${first.offset})`,
+      );
+    }
+    seen.set(path, entry);
     if (entry.type !== "file" && entry.type !== "directory") {
       const link = entry.linkName === "" ? "" : ` -> ${JSON.stringify(entry.linkName)}`;
       const what = `${REFUSED[entry.type]} (type flag ${JSON.stringify(entry.typeFlag)})`;
@@ -278,7 +453,7 @@ async function* selectedFiles(
       );
     }
     if (entry.type === "directory") continue;
-    const output = select(path);
+    const output = select(path, entry);
     if (output !== null) yield { entry, path: safeTarPath(output, where) };
   }
 }
@@ -290,8 +465,6 @@ const REFUSED: Record<TarEntryType, string> = {
   file: "a file",
   directory: "a folder",
 };
-
-type TarHeader = Omit<TarEntry, "chunks" | "bytes">;
 
 function parseHeader(block: Uint8Array, offset: number): TarHeader {
   const expected = parseNumber(block, 148, 8, "checksum", offset);
@@ -353,6 +526,19 @@ function parseNumber(
   return text === "" ? 0 : parseInt(text, 8);
 }
 
+/** A zeroed buffer for an entry's body; a size no allocation can give is refused by name. */
+function allocate(size: number, name: string, offset: number): Uint8Array {
+  try {
+    return new Uint8Array(size);
+  } catch (error) {
+    throw new Error(
+      `Expected tar entry ${JSON.stringify(name)} (header at byte offset ${offset}) to fit in ` +
+        `memory but it declares ${size} bytes`,
+      { cause: error },
+    );
+  }
+}
+
 async function readMeta(input: ByteReader, header: TarHeader, offset: number): Promise<Uint8Array> {
   if (header.size > MAX_META_BYTES) {
     throw new Error(
@@ -404,9 +590,11 @@ class ByteReader {
   #reader: ReadableStreamDefaultReader<Uint8Array>;
   #chunk: Uint8Array = new Uint8Array(0);
   #at = 0;
+  #maxBytes: number;
 
-  constructor(stream: ReadableStream<Uint8Array>) {
+  constructor(stream: ReadableStream<Uint8Array>, maxBytes: number) {
     this.#reader = stream.getReader();
+    this.#maxBytes = maxBytes;
   }
 
   /** @returns Up to `max` bytes (a view, not a copy), or `null` at the end of the stream. */
@@ -417,7 +605,14 @@ class ByteReader {
       this.#chunk = value;
       this.#at = 0;
     }
-    const piece = this.#chunk.subarray(this.#at, this.#at + max);
+    if (this.offset >= this.#maxBytes) {
+      throw new Error(
+        `Expected at most ${this.#maxBytes} bytes of tar data but the stream goes on ` +
+          `past byte offset ${this.#maxBytes}`,
+      );
+    }
+    const allowed = Math.min(max, this.#maxBytes - this.offset);
+    const piece = this.#chunk.subarray(this.#at, this.#at + allowed);
     this.#at += piece.length;
     this.offset += piece.length;
     return piece;

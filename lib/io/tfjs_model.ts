@@ -43,15 +43,57 @@ export async function saveModel(model: tf.LayersModel, dir: string): Promise<voi
   }));
 }
 
+/** What `model.json` must hold for {@linkcode loadModel}. */
+interface ModelJson {
+  modelTopology: object;
+  weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
+}
+
+/** Bytes per element of the dtypes a weights manifest may list. */
+const DTYPE_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1 };
+
 /**
  * Loads a model saved by {@linkcode saveModel} (or any single-shard TensorFlow.js layers model).
- * @throws {Error} naming the folder when `model.json` or `weights.bin` is missing or malformed.
+ * The weight files must hold exactly the bytes `model.json`'s manifest lists, and every error,
+ * TensorFlow.js's own included, names the folder.
+ *
+ * @throws {Error} naming the folder when `model.json` or a weights file is missing or
+ *   malformed, or the two do not agree.
  */
 export async function loadModel(dir: string): Promise<tf.LayersModel> {
-  let json: {
-    modelTopology: object;
-    weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
-  };
+  const json = await readModelJson(dir);
+  const specs = json.weightsManifest.flatMap((group) => group.weights);
+  const paths = json.weightsManifest.flatMap((group) => group.paths);
+  const buffers = await Promise.all(paths.map((p) =>
+    Deno.readFile(`${dir}/${p}`).catch((error) => {
+      throw new Error(`Cannot read ${dir}/${p}, which ${MODEL_JSON} lists: ${error.message}`);
+    })
+  ));
+  const weightData = tf.io.concatenateArrayBuffers(
+    buffers.map((b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer),
+  );
+  const expectedBytes = specs.reduce((sum, w) => sum + weightBytes(w, dir), 0);
+  if (weightData.byteLength !== expectedBytes) {
+    throw new Error(
+      `Expected the weights in ${dir} (${paths.join(", ")}) to hold ${expectedBytes} bytes, ` +
+        `as ${MODEL_JSON} lists, but found ${weightData.byteLength}: the two files do not belong together`,
+    );
+  }
+  try {
+    return await tf.loadLayersModel(
+      tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: specs, weightData }),
+    );
+  } catch (error) {
+    throw new Error(
+      `Cannot build the TensorFlow.js model in ${dir} from ${MODEL_JSON}: ${
+        (error as Error).message
+      }`,
+    );
+  }
+}
+
+async function readModelJson(dir: string): Promise<ModelJson> {
+  let json: ModelJson;
   try {
     json = JSON.parse(await Deno.readTextFile(`${dir}/${MODEL_JSON}`));
   } catch (error) {
@@ -59,14 +101,33 @@ export async function loadModel(dir: string): Promise<tf.LayersModel> {
       `Expected a TensorFlow.js model at ${dir}/${MODEL_JSON}: ${(error as Error).message}`,
     );
   }
-  const specs = json.weightsManifest.flatMap((group) => group.weights);
-  const buffers = await Promise.all(
-    json.weightsManifest.flatMap((group) => group.paths).map((p) => Deno.readFile(`${dir}/${p}`)),
-  );
-  const weightData = tf.io.concatenateArrayBuffers(
-    buffers.map((b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer),
-  );
-  return await tf.loadLayersModel(
-    tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: specs, weightData }),
-  );
+  const manifest = json?.weightsManifest;
+  const valid = typeof json?.modelTopology === "object" && json.modelTopology !== null &&
+    Array.isArray(manifest) &&
+    manifest.every((g) =>
+      Array.isArray(g?.paths) && g.paths.every((p: unknown) => typeof p === "string") &&
+      Array.isArray(g.weights)
+    );
+  if (!valid) {
+    throw new Error(
+      `Expected ${dir}/${MODEL_JSON} to hold a modelTopology and a weightsManifest of paths and weights`,
+    );
+  }
+  return json;
+}
+
+/** The bytes one manifest entry takes in the weights file. */
+function weightBytes(spec: tf.io.WeightsManifestEntry, dir: string): number {
+  const shape = spec?.shape;
+  const bytes = Object.hasOwn(DTYPE_BYTES, spec?.dtype) ? DTYPE_BYTES[spec.dtype] : undefined;
+  if (
+    bytes === undefined || spec.quantization !== undefined || !Array.isArray(shape) ||
+    !shape.every((d) => Number.isSafeInteger(d) && d >= 0)
+  ) {
+    throw new Error(
+      `Expected ${dir}/${MODEL_JSON}'s weight ${spec?.name} to have a float32, int32 or bool ` +
+        `dtype and a shape of integers but found ${JSON.stringify(spec).slice(0, 80)}`,
+    );
+  }
+  return shape.reduce((a, b) => a * b, bytes);
 }

@@ -12,7 +12,7 @@ import * as tf from "@tensorflow/tfjs";
 import { CIFAR10_CLASSES, IMAGE_BYTES, imageAt, type Split } from "../data.ts";
 import { loadModel } from "../io/tfjs_model.ts";
 import { inferBatches } from "../train.ts";
-import { decodeImage, ImageError, toCifarPixels } from "./decode.ts";
+import { decodeImage, ImageError, readImageFile, type RgbImage, toCifarPixels } from "./decode.ts";
 
 export * from "./decode.ts";
 import { type ClassProbability, cropAndResize, topK } from "./preprocess.js";
@@ -34,6 +34,15 @@ export interface ClassifyOptions {
   k?: number;
   /** Names by label. @default CIFAR10_CLASSES */
   classNames?: readonly string[];
+}
+
+/** Options for {@linkcode classifyImageFiles} and {@linkcode classifyImageFile}. */
+export interface ClassifyFilesOptions extends ClassifyOptions {
+  /**
+   * Turns a file's bytes into RGB; a decoder for other formats can take its place.
+   * @default decodeImage
+   */
+  decode?: (bytes: Uint8Array, source: string) => RgbImage;
 }
 
 /**
@@ -93,7 +102,7 @@ export async function classifyPixels(
 export async function classifyImageFile(
   model: tf.LayersModel,
   path: string,
-  options: ClassifyOptions = {},
+  options: ClassifyFilesOptions = {},
 ): Promise<Prediction> {
   const [result] = await classifyImageFiles(model, [path], options);
   if ("error" in result) throw new ImageError(result.error);
@@ -105,28 +114,30 @@ export type FileResult = { file: string; top: Prediction } | { file: string; err
 
 /**
  * Classifies many files in batches. A file that cannot be read or decoded gets an `error`
- * (naming the file and the problem) and does not stop the others.
+ * (naming the file and the problem) and does not stop the others, whatever the error: an
+ * {@linkcode ImageError}, or anything else the decoders throw (a bug, or memory running out).
+ * Only a failure of the model itself, common to all files, is thrown.
  *
  * @param model A trained model.
- * @param paths Image files, PNG or JPEG, any size.
- * @param options How many classes and their names.
+ * @param paths Image files, PNG or JPEG, any size within the budgets of `decode.ts`.
+ * @param options How many classes, their names, and the decoder.
  * @returns One result per path, in order.
  */
 export async function classifyImageFiles(
   model: tf.LayersModel,
   paths: readonly string[],
-  options: ClassifyOptions = {},
+  options: ClassifyFilesOptions = {},
 ): Promise<FileResult[]> {
+  const decode = options.decode ?? decodeImage;
   const results: FileResult[] = [];
   const ready: { index: number; pixels: Uint8Array }[] = [];
   for (const file of paths) {
     try {
-      const image = decodeImage(await readImageFile(file), file);
+      const image = decode(await readImageFile(file), file);
       ready.push({ index: results.length, pixels: toCifarPixels(image) });
       results.push({ file, top: [] });
     } catch (error) {
-      if (!(error instanceof ImageError)) throw error;
-      results.push({ file, error: error.message });
+      results.push({ file, error: fileErrorMessage(file, error) });
     }
   }
   const all = new Uint8Array(ready.length * IMAGE_BYTES);
@@ -137,22 +148,14 @@ export async function classifyImageFiles(
   return results;
 }
 
-async function readImageFile(path: string): Promise<Uint8Array> {
-  try {
-    const info = await Deno.stat(path);
-    if (info.isDirectory) {
-      throw new ImageError(`${path}: expected an image file but found a folder`);
-    }
-    return await Deno.readFile(path);
-  } catch (error) {
-    if (error instanceof ImageError) throw error;
-    const reason = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied
-      ? `not allowed to read it (${(error as Error).message})`
-      : (error as Error).message;
-    throw new ImageError(`${path}: cannot read (${reason})`);
-  }
+/**
+ * One file's failure as one line that starts with the file's name: an {@linkcode ImageError}
+ * already names it; anything else is named here, with its kind.
+ */
+function fileErrorMessage(file: string, error: unknown): string {
+  if (error instanceof ImageError) return error.message;
+  const what = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return `${file}: could not be decoded (${what})`;
 }
 
 /** One image of a split with its true label and the model's ranked classes. */

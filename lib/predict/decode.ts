@@ -1,18 +1,33 @@
 /**
- * Reading a photo: decode a PNG or JPEG of any size into RGB (EXIF rotation
- * applied, transparency over white), then turn it into a CIFAR-10 image
- * (center-crop to a square, area-average down to 32x32). Every failure is an
- * {@linkcode ImageError} that names the file.
+ * Reading a photo: read a file (regular files only, at most {@linkcode MAX_FILE_BYTES}),
+ * check its header against the pixel and memory budgets (`image_header.ts`), decode a PNG or
+ * JPEG of any size into RGB (EXIF rotation applied, transparency over white), then turn it
+ * into a CIFAR-10 image (center-crop to a square, area-average down to 32x32). Every failure
+ * is an {@linkcode ImageError} that names the file.
  *
  * @module
  */
 import { decode as decodePngBytes, type DecodedPng } from "fast-png";
 import jpeg from "jpeg-js";
 import { IMAGE_SIZE } from "../data.ts";
+import {
+  checkImageHeader,
+  hasSignature,
+  ImageError,
+  MAX_DECODE_BYTES,
+  MAX_MEGAPIXELS,
+} from "./image_header.ts";
 import { cropAndResize } from "./preprocess.js";
 
-/** The largest image decoded, in megapixels (a 12 MP phone photo is 4000x3000). */
-export const MAX_MEGAPIXELS = 100;
+export { checkImageHeader, type ImageHeader } from "./image_header.ts";
+export { ImageError, MAX_DECODE_BYTES, MAX_MEGAPIXELS };
+
+/**
+ * The largest file read, checked before reading: 64 MiB is over twice a 48 MP phone JPEG
+ * (10 to 25 MB) and holds a PNG of a 24 MP photo; the file stays in memory while it decodes,
+ * and a 32x32 classifier gains nothing from more.
+ */
+export const MAX_FILE_BYTES = 64 * 2 ** 20;
 
 /** An image after decoding: RGB, row-major, 8 bits a channel. */
 export interface RgbImage {
@@ -22,19 +37,83 @@ export interface RgbImage {
   data: Uint8Array;
 }
 
-/** A file that could not be read or decoded as an image; the message names the file. */
-export class ImageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ImageError";
+/** What a path that is not a regular file is, for error messages. */
+function describeKind(info: Deno.FileInfo): string {
+  if (info.isDirectory) return "a folder";
+  if (info.isCharDevice) return "a character device";
+  if (info.isBlockDevice) return "a block device";
+  if (info.isFifo) return "a FIFO (named pipe)";
+  if (info.isSocket) return "a socket";
+  return "something that is not a regular file";
+}
+
+/**
+ * Reads an image file whole, after checking that it is a regular file (so a device such as
+ * `/dev/zero` is not read and a FIFO does not block) of at most {@linkcode MAX_FILE_BYTES}.
+ * The checks are made on the path before opening it and again on the opened file, and the
+ * read stops at the cap even if the file grows meanwhile.
+ *
+ * @param path The file; a symbolic link is followed to its target, which must be a regular file.
+ * @returns The file's bytes.
+ * @throws {ImageError} naming `path` and what it found instead.
+ *
+ * @example
+ * ```ts
+ * import { readImageFile } from "./decode.ts";
+ * await readImageFile("/dev/zero").catch((e) => console.log(e.message));
+ * // /dev/zero: expected an image file but found a character device
+ * ```
+ */
+export async function readImageFile(path: string): Promise<Uint8Array> {
+  let file: Deno.FsFile | undefined;
+  try {
+    checkFileInfo(path, await Deno.stat(path));
+    file = await Deno.open(path);
+    const info = await file.stat(); // the file opened, in case the path changed meanwhile
+    checkFileInfo(path, info);
+    return await readAtMost(file, path, info.size);
+  } catch (error) {
+    if (error instanceof ImageError) throw error;
+    const reason = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied
+      ? `not allowed to read it (${(error as Error).message})`
+      : (error as Error).message;
+    throw new ImageError(`${path}: cannot read (${reason})`);
+  } finally {
+    file?.close();
   }
 }
 
-const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-const JPEG_SIGNATURE = [0xff, 0xd8, 0xff];
+function checkFileInfo(path: string, info: Deno.FileInfo): void {
+  if (!info.isFile) {
+    throw new ImageError(`${path}: expected an image file but found ${describeKind(info)}`);
+  }
+  if (info.size > MAX_FILE_BYTES) {
+    throw new ImageError(
+      `${path}: expected a file of at most ${MAX_FILE_BYTES / 2 ** 20} MiB (${MAX_FILE_BYTES} ` +
+        `bytes) but found ${info.size} bytes; shrink the image first`,
+    );
+  }
+}
 
-function startsWith(bytes: Uint8Array, prefix: number[]): boolean {
-  return prefix.every((b, i) => bytes[i] === b);
+/** Reads `expected` bytes, refusing a file that has grown past the cap since it was checked. */
+async function readAtMost(file: Deno.FsFile, path: string, expected: number): Promise<Uint8Array> {
+  const buffer = new Uint8Array(Math.min(expected, MAX_FILE_BYTES) + 1);
+  let filled = 0;
+  // Each pass reads at least one byte or ends; the buffer bounds the number of passes.
+  while (filled < buffer.length) {
+    const n = await file.read(buffer.subarray(filled));
+    if (n === null || n === 0) break;
+    filled += n;
+  }
+  if (filled > MAX_FILE_BYTES) {
+    throw new ImageError(
+      `${path}: expected a file of at most ${MAX_FILE_BYTES / 2 ** 20} MiB but it grew past that ` +
+        `while being read`,
+    );
+  }
+  return buffer.subarray(0, filled);
 }
 
 /** A short description of what a non-image file looks like, for error messages. */
@@ -51,7 +130,8 @@ function describeBytes(bytes: Uint8Array): string {
 }
 
 /**
- * Decodes a PNG or JPEG (told apart by their signatures, not by the file name) into RGB.
+ * Decodes a PNG or JPEG (told apart by their signatures, not by the file name) into RGB,
+ * after {@linkcode checkImageHeader} has checked its size and what decoding it costs.
  * Transparent pixels are composited over white, as a page shows them; 16-bit PNGs are
  * rounded to 8 bits; grayscale and palette images are expanded; a JPEG's EXIF orientation
  * is applied, as browsers and photo viewers do.
@@ -59,7 +139,8 @@ function describeBytes(bytes: Uint8Array): string {
  * @param bytes The whole file.
  * @param source Where the bytes came from, for error messages.
  * @returns The decoded image.
- * @throws {ImageError} naming `source` when the bytes are neither PNG nor JPEG, or are corrupt.
+ * @throws {ImageError} naming `source` when the bytes are neither PNG nor JPEG, are corrupt,
+ *   or declare an image over the pixel or memory budget.
  *
  * @example
  * ```ts
@@ -70,24 +151,16 @@ function describeBytes(bytes: Uint8Array): string {
  * ```
  */
 export function decodeImage(bytes: Uint8Array, source: string): RgbImage {
-  if (startsWith(bytes, PNG_SIGNATURE)) return decodePng(bytes, source);
-  if (startsWith(bytes, JPEG_SIGNATURE)) return decodeJpeg(bytes, source);
+  const format = hasSignature(bytes, "PNG") ? "PNG" : hasSignature(bytes, "JPEG") ? "JPEG" : null;
+  if (format !== null) checkImageHeader(bytes, source);
+  if (format === "PNG") return decodePng(bytes, source);
+  if (format === "JPEG") return decodeJpeg(bytes, source);
   throw new ImageError(
     `${source}: expected a PNG or JPEG image but found ${describeBytes(bytes)}`,
   );
 }
 
 function decodePng(bytes: Uint8Array, source: string): RgbImage {
-  // Check the size in the IHDR chunk (bytes 16..23) before decoding allocates for it.
-  if (bytes.length >= 24) {
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const [width, height] = [view.getUint32(16), view.getUint32(20)];
-    if (width * height > MAX_MEGAPIXELS * 1e6) {
-      throw new ImageError(
-        `${source}: expected at most ${MAX_MEGAPIXELS} megapixels but found ${width}x${height}`,
-      );
-    }
-  }
   let png: DecodedPng;
   try {
     png = decodePngBytes(bytes);
@@ -173,7 +246,10 @@ function decodeJpeg(bytes: Uint8Array, source: string): RgbImage {
     decoded = jpeg.decode(bytes, {
       useTArray: true,
       formatAsRGBA: false,
+      // The header check has refused what is over these; they hold even if jpeg-js reads a
+      // frame header the check did not.
       maxResolutionInMP: MAX_MEGAPIXELS,
+      maxMemoryUsageInMB: MAX_DECODE_BYTES / 2 ** 20,
     });
   } catch (error) {
     const message = typeof error === "string" ? error : (error as Error).message;

@@ -63,6 +63,22 @@ export interface TrainConfig {
   cropPadding: number;
 }
 
+/**
+ * The widest stem {@linkcode makeConfig} accepts: 16x the article's 64, so 256x its 11.2
+ * million weights (2.9 billion, 11 GB as float32, 34 GB with Adam's two moments). No machine
+ * this project runs on can hold more, and a wider network would fail only when it is built,
+ * after the data has loaded.
+ */
+export const MAX_WIDTH = 1024;
+
+/**
+ * The largest seed {@linkcode makeConfig} accepts, 2^32 - 1: the range NumPy's and PyTorch's
+ * seeds share, and small enough that every seed derived from it (`seed * 1000 + layer` for the
+ * weights, `seed + 1` for the test subset) is still an exact integer. Past 2^53 a number cannot
+ * even hold every integer, so `--seed 1e20` would silently be another seed.
+ */
+export const MAX_SEED = 2 ** 32 - 1;
+
 /** Learning-rate schedules {@linkcode TrainConfig.lrSchedule} accepts. */
 export type LrSchedule = "constant" | "onecycle";
 
@@ -195,11 +211,11 @@ export class ConfigError extends RangeError {
  */
 export function makeConfig(partial: Partial<TrainConfig> = {}): TrainConfig {
   const config: TrainConfig = { ...DEFAULT_CONFIG, ...partial };
-  const check = (field: keyof TrainConfig, valid: boolean, expected: string) => {
+  const check = (field: keyof TrainConfig, valid: boolean, expected: string, why = "") => {
     if (!valid) {
       throw new ConfigError(
         field,
-        `Expected ${field} to be ${expected} but found ${config[field]}`,
+        `Expected ${field} to be ${expected} but found ${config[field]}${why && ` (${why})`}`,
       );
     }
   };
@@ -207,7 +223,12 @@ export function makeConfig(partial: Partial<TrainConfig> = {}): TrainConfig {
     Number.isInteger(value) && (value as number) >= min && (value as number) <= max;
   check("epochs", integerIn(config.epochs, 1), "an integer >= 1");
   check("batchSize", integerIn(config.batchSize, 1), "an integer >= 1");
-  check("width", integerIn(config.width, 1), "an integer >= 1");
+  check(
+    "width",
+    integerIn(config.width, 1, MAX_WIDTH),
+    `an integer in 1..${MAX_WIDTH}`,
+    `${MAX_WIDTH} is 16x the article's width: 2.9 billion weights, 34 GB with Adam's state`,
+  );
   check(
     "trainLimit",
     config.trainLimit === null || integerIn(config.trainLimit, 1),
@@ -218,7 +239,12 @@ export function makeConfig(partial: Partial<TrainConfig> = {}): TrainConfig {
     config.testLimit === null || integerIn(config.testLimit, 1),
     "an integer >= 1",
   );
-  check("seed", integerIn(config.seed, 0), "an integer >= 0");
+  check(
+    "seed",
+    integerIn(config.seed, 0, MAX_SEED),
+    `an integer in 0..${MAX_SEED}`,
+    "2^32 - 1, as NumPy and PyTorch seeds",
+  );
   check(
     "learningRate",
     Number.isFinite(config.learningRate) && config.learningRate > 0,

@@ -167,28 +167,446 @@ export function nativeKernelsEnabled(): boolean {
   return enabled;
 }
 
+// ------------------------------------------------------------ checked calls
+
+// The C functions index their buffers by the sizes they are given and check
+// nothing, so every call goes through here: each size must be an int32 of its
+// range, and each buffer must hold exactly the floats those sizes say (a
+// tensor's heap view is exactly its size). A mismatch throws before C runs.
+
+const INT32_MAX = 2 ** 31 - 1;
+
+/** A call's sizes, checked one by one, then its buffers against them. */
+class NativeCall {
+  constructor(readonly fn: string) {}
+
+  /** `value` as the C side's int32, at least `min`. */
+  int(name: string, value: number, min = 0): number {
+    if (!Number.isInteger(value) || value < min || value > INT32_MAX) {
+      throw new RangeError(
+        `native ${this.fn}: expected ${name} to be an integer in [${min}, ${INT32_MAX}] ` +
+          `but found ${value}`,
+      );
+    }
+    return value;
+  }
+
+  /** A size the C side computes in int32 (e.g. `n * ho`): it must not overflow. */
+  product(name: string, value: number): void {
+    if (value > INT32_MAX) {
+      throw new RangeError(
+        `native ${this.fn}: expected ${name} to fit in an int32 but found ${value}`,
+      );
+    }
+  }
+
+  /**
+   * The buffer `name` must hold `floats` float32 values (`sizes` says which: "n*h*w*c"),
+   * counted in bytes: a view of another element size does not pass.
+   */
+  floats(name: string, buffer: Float32Array, floats: number, sizes: string): void {
+    if (!ArrayBuffer.isView(buffer)) {
+      throw new RangeError(
+        `native ${this.fn}: expected ${name} to be a Float32Array of ${sizes} = ${floats} ` +
+          `floats but found ${buffer === null ? "null" : typeof buffer}`,
+      );
+    }
+    if (buffer.byteLength !== floats * Float32Array.BYTES_PER_ELEMENT) {
+      throw new RangeError(
+        `native ${this.fn}: expected ${name} to hold ${sizes} = ${floats} floats ` +
+          `(${floats * Float32Array.BYTES_PER_ELEMENT} bytes) but found ${buffer.byteLength} bytes`,
+      );
+    }
+  }
+}
+
+/** Field names of `conv_t` (kernels.c), in order. */
+const CONV_FIELDS = [
+  "n",
+  "h",
+  "w",
+  "c",
+  "kh",
+  "kw",
+  "cout",
+  "sh",
+  "sw",
+  "pt",
+  "pl",
+  "ho",
+  "wo",
+] as const;
+
+/** A `conv_t` as named numbers. */
+type ConvGeometry = Record<typeof CONV_FIELDS[number], number>;
+
+/**
+ * Why kernels.c cannot run this geometry safely, or null. Its loops read x only
+ * inside [0, h) x [0, w), but the im2col copy assumes each window starts within
+ * a kernel's reach of the input: padding below the kernel size, and the last
+ * output row's window starting inside the input.
+ */
+function convGeometryProblem(g: ConvGeometry): string | null {
+  if (g.pt > g.kh - 1 || g.pl > g.kw - 1) {
+    return `padding below the kernel size ${g.kh}x${g.kw} but found top ${g.pt}, left ${g.pl}`;
+  }
+  if ((g.ho - 1) * g.sh - g.pt > g.h - 1 || (g.wo - 1) * g.sw - g.pl > g.w - 1) {
+    return `the last output window to start inside the ${g.h}x${g.w} input but found an ` +
+      `output of ${g.ho}x${g.wo} at strides ${g.sh}x${g.sw} with padding top ${g.pt}, left ${g.pl}`;
+  }
+  return null;
+}
+
+/** The conv_t in `geometry`, each field checked, and the whole checked for consistency. */
+function convGeometry(call: NativeCall, geometry: Int32Array): ConvGeometry {
+  if (!(geometry instanceof Int32Array) || geometry.length !== CONV_FIELDS.length) {
+    throw new RangeError(
+      `native ${call.fn}: expected a geometry of ${CONV_FIELDS.length} int32 fields ` +
+        `(${CONV_FIELDS.join(", ")}) but found ${geometry.byteLength} bytes`,
+    );
+  }
+  const g = {} as ConvGeometry;
+  CONV_FIELDS.forEach((field, i) => {
+    g[field] = call.int(field, geometry[i], field === "pt" || field === "pl" ? 0 : 1);
+  });
+  const problem = convGeometryProblem(g);
+  if (problem !== null) {
+    throw new RangeError(`native ${call.fn}: expected ${problem}`);
+  }
+  call.product("kh*kw*c", g.kh * g.kw * g.c);
+  call.product("ho*wo", g.ho * g.wo);
+  return g;
+}
+
+/** x, filter, dy (or y) and dx of one convolution, checked against its geometry. */
+function convBuffers(
+  call: NativeCall,
+  g: ConvGeometry,
+  buffers: { x: Float32Array; filter: Float32Array; y: Float32Array },
+  names: { x: string; filter: string; y: string },
+): void {
+  call.floats(names.x, buffers.x, g.n * g.h * g.w * g.c, "n*h*w*c");
+  call.floats(names.filter, buffers.filter, g.kh * g.kw * g.c * g.cout, "kh*kw*c*cout");
+  call.floats(names.y, buffers.y, g.n * g.ho * g.wo * g.cout, "n*ho*wo*cout");
+}
+
+/** The loaded library, or an error saying what to call first. */
+function loaded(fn: string): NativeLibrary {
+  if (library === null) {
+    throw new Error(`native ${fn}: expected loadNativeLibrary() to succeed before any call`);
+  }
+  return library;
+}
+
+/**
+ * The native library's functions behind their checks: each checks every size
+ * it passes to C against the byte lengths of the buffers it passes with it,
+ * and throws a `RangeError` naming the function, the buffer or size, what was
+ * expected and what was found, before C runs. The kernels below call only
+ * these; the C side trusts them.
+ *
+ * @example
+ * ```ts
+ * import { checkedNative, loadNativeLibrary } from "./kernels.ts";
+ *
+ * try {
+ *   loadNativeLibrary();
+ *   checkedNative.relu(new Float32Array(4), new Float32Array(4), 2 ** 30);
+ * } catch (error) {
+ *   // native rn_relu: expected x to hold n = 1073741824 floats (4294967296 bytes) but found 16 bytes
+ *   // (or, without the library: how to build it)
+ *   console.log((error as Error).message);
+ * }
+ * ```
+ */
+export const checkedNative = {
+  /** y = conv(x, filter) + bias (bias may be null), ReLU when `relu` is 1; returns C's status. */
+  conv2d(
+    x: Float32Array,
+    filter: Float32Array,
+    bias: Float32Array | null,
+    y: Float32Array,
+    geometry: Int32Array,
+    relu: number,
+  ): number {
+    const call = new NativeCall("rn_conv2d");
+    const g = convGeometry(call, geometry);
+    convBuffers(call, g, { x, filter, y }, { x: "x", filter: "filter", y: "y" });
+    if (bias !== null) call.floats("bias", bias, g.cout, "cout");
+    call.int("relu", relu);
+    return loaded(call.fn).rn_conv2d(x, filter, bias, y, geometry, relu);
+  },
+
+  /** dx of a convolution given dy; returns C's status. */
+  conv2dBackpropInput(
+    dy: Float32Array,
+    filter: Float32Array,
+    dx: Float32Array,
+    geometry: Int32Array,
+  ): number {
+    const call = new NativeCall("rn_conv2d_backprop_input");
+    const g = convGeometry(call, geometry);
+    convBuffers(call, g, { x: dx, filter, y: dy }, { x: "dx", filter: "filter", y: "dy" });
+    return loaded(call.fn).rn_conv2d_backprop_input(dy, filter, dx, geometry);
+  },
+
+  /** dfilter of a convolution given x and dy; returns C's status. */
+  conv2dBackpropFilter(
+    x: Float32Array,
+    dy: Float32Array,
+    dfilter: Float32Array,
+    geometry: Int32Array,
+  ): number {
+    const call = new NativeCall("rn_conv2d_backprop_filter");
+    const g = convGeometry(call, geometry);
+    convBuffers(call, g, { x, filter: dfilter, y: dy }, { x: "x", filter: "dfilter", y: "dy" });
+    return loaded(call.fn).rn_conv2d_backprop_filter(x, dy, dfilter, geometry);
+  },
+
+  /** out[b, c] = scale * sum over m of x[b, m, c]. */
+  sumMiddle(
+    x: Float32Array,
+    out: Float32Array,
+    outer: number,
+    middle: number,
+    inner: number,
+    scale: number,
+  ): void {
+    const call = new NativeCall("rn_sum_middle");
+    for (const [name, value] of Object.entries({ outer, middle, inner })) call.int(name, value);
+    call.floats("x", x, outer * middle * inner, "outer*middle*inner");
+    call.floats("out", out, outer * inner, "outer*inner");
+    loaded(call.fn).rn_sum_middle(x, out, outer, middle, inner, scale);
+  },
+
+  /** Per-channel mean and biased variance of x as `[m, c]`. */
+  moments(
+    x: Float32Array,
+    mean: Float32Array,
+    variance: Float32Array,
+    m: number,
+    c: number,
+  ): void {
+    const call = new NativeCall("rn_moments");
+    call.int("m", m);
+    call.int("c", c);
+    call.floats("x", x, m * c, "m*c");
+    call.floats("mean", mean, c, "c");
+    call.floats("variance", variance, c, "c");
+    loaded(call.fn).rn_moments(x, mean, variance, m, c);
+  },
+
+  /** Both moving statistics of one batch norm after a batch. */
+  movingAverages(
+    vectors: {
+      movingMean: Float32Array;
+      movingVariance: Float32Array;
+      mean: Float32Array;
+      variance: Float32Array;
+      meanOut: Float32Array;
+      varianceOut: Float32Array;
+    },
+    c: number,
+    decay: number,
+  ): void {
+    const call = new NativeCall("rn_moving_averages");
+    call.int("c", c);
+    for (const [name, vector] of Object.entries(vectors)) call.floats(name, vector, c, "c");
+    const v = vectors;
+    loaded(call.fn).rn_moving_averages(
+      v.movingMean,
+      v.movingVariance,
+      v.mean,
+      v.variance,
+      v.meanOut,
+      v.varianceOut,
+      c,
+      decay,
+    );
+  },
+
+  /** y = (x - mean) / sqrt(variance + epsilon) * gamma + beta over x as `[m, c]`. */
+  batchNormForward(
+    x: Float32Array,
+    vectors: {
+      mean: Float32Array;
+      variance: Float32Array;
+      gamma: Float32Array;
+      beta: Float32Array;
+    },
+    epsilon: number,
+    y: Float32Array,
+    m: number,
+    c: number,
+  ): void {
+    const call = new NativeCall("rn_batchnorm_forward");
+    call.int("m", m);
+    call.int("c", c);
+    call.floats("x", x, m * c, "m*c");
+    call.floats("y", y, m * c, "m*c");
+    for (const [name, vector] of Object.entries(vectors)) call.floats(name, vector, c, "c");
+    const { mean, variance, gamma, beta } = vectors;
+    loaded(call.fn).rn_batchnorm_forward(x, mean, variance, gamma, beta, epsilon, y, m, c);
+  },
+
+  /** dx, dgamma, dbeta of the training-mode batch norm; returns C's status. */
+  batchNormBackward(
+    rows: { dy: Float32Array; x: Float32Array; dx: Float32Array },
+    vectors: {
+      mean: Float32Array;
+      variance: Float32Array;
+      gamma: Float32Array;
+      dgamma: Float32Array;
+      dbeta: Float32Array;
+    },
+    epsilon: number,
+    m: number,
+    c: number,
+  ): number {
+    const call = new NativeCall("rn_batchnorm_backward");
+    call.int("m", m);
+    call.int("c", c);
+    for (const [name, buffer] of Object.entries(rows)) call.floats(name, buffer, m * c, "m*c");
+    for (const [name, vector] of Object.entries(vectors)) call.floats(name, vector, c, "c");
+    const { dy, x, dx } = rows;
+    const { mean, variance, gamma, dgamma, dbeta } = vectors;
+    return loaded(call.fn).rn_batchnorm_backward(
+      dy,
+      x,
+      mean,
+      variance,
+      gamma,
+      epsilon,
+      dx,
+      dgamma,
+      dbeta,
+      m,
+      c,
+    );
+  },
+
+  /** y = max(0, x) over n values. */
+  relu(x: Float32Array, y: Float32Array, n: number): void {
+    const call = new NativeCall("rn_relu");
+    call.int("n", n);
+    call.floats("x", x, n, "n");
+    call.floats("y", y, n, "n");
+    loaded(call.fn).rn_relu(x, y, n);
+  },
+
+  /** dx = dy where x > 0, over n values. */
+  reluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, n: number): void {
+    const call = new NativeCall("rn_relu_grad");
+    call.int("n", n);
+    for (const [name, buffer] of Object.entries({ dy, x, dx })) call.floats(name, buffer, n, "n");
+    loaded(call.fn).rn_relu_grad(dy, x, dx, n);
+  },
+
+  /** out = a + b over n values; b has n values (c = 0) or c, repeated (c > 0 divides n). */
+  add(a: Float32Array, b: Float32Array, out: Float32Array, n: number, c: number): void {
+    const call = new NativeCall("rn_add");
+    call.int("n", n);
+    call.int("c", c);
+    if (c > 0 && n % c !== 0) {
+      throw new RangeError(`native ${call.fn}: expected c = ${c} to divide n = ${n}`);
+    }
+    call.floats("a", a, n, "n");
+    call.floats("out", out, n, "n");
+    call.floats("b", b, c === 0 ? n : c, c === 0 ? "n" : "c");
+    loaded(call.fn).rn_add(a, b, out, n, c);
+  },
+
+  /** y = x with its height and width padded by `value`, NHWC. */
+  padHw(
+    x: Float32Array,
+    y: Float32Array,
+    shape: { n: number; h: number; w: number; c: number },
+    pads: { top: number; bottom: number; left: number; right: number },
+    value: number,
+  ): void {
+    const call = new NativeCall("rn_pad_hw");
+    for (const [name, size] of Object.entries({ ...shape, ...pads })) call.int(name, size);
+    const { n, h, w, c } = shape;
+    const { top, bottom, left, right } = pads;
+    const ho = h + top + bottom, wo = w + left + right;
+    call.int("h+top+bottom", ho);
+    call.int("w+left+right", wo);
+    call.product("n*(h+top+bottom)", n * ho);
+    call.floats("x", x, n * h * w * c, "n*h*w*c");
+    call.floats("y", y, n * ho * wo * c, "n*(h+top+bottom)*(w+left+right)*c");
+    loaded(call.fn).rn_pad_hw(x, y, n, h, w, c, top, bottom, left, right, value);
+  },
+
+  /** One Adam step of n values; acc1 and acc2 hold beta1^t and beta2^t. */
+  adam(
+    buffers: {
+      value: Float32Array;
+      m: Float32Array;
+      v: Float32Array;
+      gradient: Float32Array;
+      valueOut: Float32Array;
+      mOut: Float32Array;
+      vOut: Float32Array;
+    },
+    powers: { accBeta1: Float32Array; accBeta2: Float32Array },
+    n: number,
+    a: AdamAttrs,
+  ): void {
+    const call = new NativeCall("rn_adam");
+    call.int("n", n);
+    for (const [name, buffer] of Object.entries(buffers)) call.floats(name, buffer, n, "n");
+    for (const [name, scalar] of Object.entries(powers)) call.floats(name, scalar, 1, "1");
+    const b = buffers;
+    loaded(call.fn).rn_adam(
+      b.value,
+      b.m,
+      b.v,
+      b.gradient,
+      powers.accBeta1,
+      powers.accBeta2,
+      b.valueOut,
+      b.mOut,
+      b.vOut,
+      n,
+      a.learningRate,
+      a.beta1,
+      a.beta2,
+      a.epsilon,
+      // As tfjs does: 1 - beta in double, then the float32 scalar it multiplies by.
+      Math.fround(1 - a.beta1),
+      Math.fround(1 - a.beta2),
+    );
+  },
+};
+
 // ------------------------------------------------------------------ geometry
+
+/** A convolution's `conv_t` fields. */
+function convFields(info: backend_util.Conv2DInfo): ConvGeometry {
+  return {
+    n: info.batchSize,
+    h: info.inHeight,
+    w: info.inWidth,
+    c: info.inChannels,
+    kh: info.filterHeight,
+    kw: info.filterWidth,
+    cout: info.outChannels,
+    sh: info.strideHeight,
+    sw: info.strideWidth,
+    pt: info.padInfo.top,
+    pl: info.padInfo.left,
+    ho: info.outHeight,
+    wo: info.outWidth,
+  };
+}
 
 /** `conv_t` of kernels.c: 13 int32 fields. */
 function packGeometry(info: backend_util.Conv2DInfo): Int32Array {
-  return Int32Array.of(
-    info.batchSize,
-    info.inHeight,
-    info.inWidth,
-    info.inChannels,
-    info.filterHeight,
-    info.filterWidth,
-    info.outChannels,
-    info.strideHeight,
-    info.strideWidth,
-    info.padInfo.top,
-    info.padInfo.left,
-    info.outHeight,
-    info.outWidth,
-  );
+  const fields = convFields(info);
+  return Int32Array.from(CONV_FIELDS, (field) => fields[field]);
 }
 
-/** What the native kernels implement: NHWC, no dilation, float32. */
+/** What the native kernels implement: NHWC, no dilation, float32, padding below the kernel size. */
 function nativeConvInfo(
   xShape: number[],
   filterShape: number[],
@@ -207,7 +625,9 @@ function nativeConvInfo(
   const dilations = attrs.dilations ?? 1;
   const [dh, dw] = typeof dilations === "number" ? [dilations, dilations] : dilations;
   if (dh !== 1 || dw !== 1) return null;
-  return channelsLastConvInfo(xShape, filterShape, attrs);
+  const info = channelsLastConvInfo(xShape, filterShape, attrs);
+  // Explicit padding as wide as the kernel, say: the wasm kernels handle it.
+  return convGeometryProblem(convFields(info)) === null ? info : null;
 }
 
 function heap(backend: BackendWasm, info: TensorInfo): Float32Array {
@@ -245,7 +665,7 @@ function fusedConv2DNative(args: Parameters<KernelFunc>[0]): TensorInfo | null {
   if (!supported) return null;
   const backend = args.backend as BackendWasm;
   const out = backend.makeOutput(info.outShape, "float32");
-  const status = library!.rn_conv2d(
+  const status = checkedNative.conv2d(
     heap(backend, x),
     heap(backend, filter),
     bias === undefined ? null : heap(backend, bias),
@@ -300,7 +720,7 @@ const conv2DBackpropInputNative = convGradientNative(
     return { dy, other: filter, info };
   },
   (info) => info.inShape,
-  (dy, filter, dx, geometry) => library!.rn_conv2d_backprop_input(dy, filter, dx, geometry),
+  (dy, filter, dx, geometry) => checkedNative.conv2dBackpropInput(dy, filter, dx, geometry),
 );
 
 const conv2DBackpropFilterNative = convGradientNative(
@@ -313,7 +733,7 @@ const conv2DBackpropFilterNative = convGradientNative(
   },
   (info) => info.filterShape,
   // The C side takes x first.
-  (dy, x, dw, geometry) => library!.rn_conv2d_backprop_filter(x, dy, dw, geometry),
+  (dy, x, dw, geometry) => checkedNative.conv2dBackpropFilter(x, dy, dw, geometry),
 );
 
 /** `Sum`/`Mean` of a {@linkcode middleReduction}: one pass over x in native code. */
@@ -325,7 +745,7 @@ function reductionNative(kernelName: typeof Sum | typeof Mean): NativeKernelFunc
     if (plan === null) return null;
     const backend = args.backend as BackendWasm;
     const out = backend.makeOutput(plan.outShape, "float32");
-    library!.rn_sum_middle(
+    checkedNative.sumMiddle(
       heap(backend, x),
       heap(backend, out),
       plan.outer,
@@ -382,7 +802,7 @@ const momentsNative: KernelFunc = (args) => {
   const backend = args.backend as BackendWasm;
   const mean = backend.makeOutput([channels], "float32");
   const variance = backend.makeOutput([channels], "float32");
-  library!.rn_moments(
+  checkedNative.moments(
     heap(backend, x),
     heap(backend, mean),
     heap(backend, variance),
@@ -402,13 +822,15 @@ const movingAveragesNative: KernelFunc = (args) => {
   const backend = args.backend as BackendWasm;
   const meanOut = backend.makeOutput(movingMean.shape, "float32");
   const varianceOut = backend.makeOutput(movingVariance.shape, "float32");
-  library!.rn_moving_averages(
-    heap(backend, movingMean),
-    heap(backend, movingVariance),
-    heap(backend, mean),
-    heap(backend, variance),
-    heap(backend, meanOut),
-    heap(backend, varianceOut),
+  checkedNative.movingAverages(
+    {
+      movingMean: heap(backend, movingMean),
+      movingVariance: heap(backend, movingVariance),
+      mean: heap(backend, mean),
+      variance: heap(backend, variance),
+      meanOut: heap(backend, meanOut),
+      varianceOut: heap(backend, varianceOut),
+    },
     channels,
     // The stock layer multiplies by decay as a float32 scalar tensor.
     Math.fround(decay),
@@ -425,12 +847,14 @@ const batchNormForwardNative: KernelFunc = (args) => {
   }
   const backend = args.backend as BackendWasm;
   const y = backend.makeOutput(x.shape, "float32");
-  library!.rn_batchnorm_forward(
+  checkedNative.batchNormForward(
     heap(backend, x),
-    heap(backend, mean),
-    heap(backend, variance),
-    heap(backend, gamma),
-    heap(backend, beta),
+    {
+      mean: heap(backend, mean),
+      variance: heap(backend, variance),
+      gamma: heap(backend, gamma),
+      beta: heap(backend, beta),
+    },
     epsilon,
     heap(backend, y),
     rows,
@@ -455,16 +879,16 @@ const batchNormBackwardNative: KernelFunc = (args) => {
   const dx = backend.makeOutput(x.shape, "float32");
   const dgamma = backend.makeOutput([channels], "float32");
   const dbeta = backend.makeOutput([channels], "float32");
-  const status = library!.rn_batchnorm_backward(
-    heap(backend, dy),
-    heap(backend, x),
-    heap(backend, mean),
-    heap(backend, variance),
-    heap(backend, gamma),
+  const status = checkedNative.batchNormBackward(
+    { dy: heap(backend, dy), x: heap(backend, x), dx: heap(backend, dx) },
+    {
+      mean: heap(backend, mean),
+      variance: heap(backend, variance),
+      gamma: heap(backend, gamma),
+      dgamma: heap(backend, dgamma),
+      dbeta: heap(backend, dbeta),
+    },
     epsilon,
-    heap(backend, dx),
-    heap(backend, dgamma),
-    heap(backend, dbeta),
     rows,
     channels,
   );
@@ -483,7 +907,7 @@ const reluNative: NativeKernelFunc = (args) => {
   if (!enabled || library === null || x.dtype !== "float32") return null;
   const backend = args.backend as BackendWasm;
   const y = backend.makeOutput(x.shape, "float32");
-  library.rn_relu(heap(backend, x), heap(backend, y), util.sizeFromShape(x.shape));
+  checkedNative.relu(heap(backend, x), heap(backend, y), util.sizeFromShape(x.shape));
   return y;
 };
 
@@ -505,7 +929,7 @@ const addNative: NativeKernelFunc = (args) => {
   const backend = args.backend as BackendWasm;
   const out = backend.makeOutput(a.shape, "float32");
   const n = util.sizeFromShape(a.shape);
-  library.rn_add(
+  checkedNative.add(
     heap(backend, a),
     heap(backend, b),
     heap(backend, out),
@@ -526,17 +950,11 @@ const padNative: NativeKernelFunc = (args) => {
   const [n, h, w, c] = x.shape;
   const backend = args.backend as BackendWasm;
   const y = backend.makeOutput([n, h + top + bottom, w + left + right, c], "float32");
-  library.rn_pad_hw(
+  checkedNative.padHw(
     heap(backend, x),
     heap(backend, y),
-    n,
-    h,
-    w,
-    c,
-    top,
-    bottom,
-    left,
-    right,
+    { n, h, w, c },
+    { top, bottom, left, right },
     constantValue,
   );
   return y;
@@ -557,7 +975,7 @@ const reluGradNative: KernelFunc = (args) => {
   }
   const backend = args.backend as BackendWasm;
   const dx = backend.makeOutput(x.shape, "float32");
-  library.rn_relu_grad(
+  checkedNative.reluGrad(
     heap(backend, dy),
     heap(backend, x),
     heap(backend, dx),
@@ -611,24 +1029,19 @@ const adamNative: KernelFunc = (args) => {
   }
   const backend = args.backend as BackendWasm;
   const outputs = [0, 1, 2].map(() => backend.makeOutput(value.shape, "float32"));
-  library.rn_adam(
-    heap(backend, value),
-    heap(backend, m),
-    heap(backend, v),
-    heap(backend, gradient),
-    heap(backend, accBeta1),
-    heap(backend, accBeta2),
-    heap(backend, outputs[0]),
-    heap(backend, outputs[1]),
-    heap(backend, outputs[2]),
+  checkedNative.adam(
+    {
+      value: heap(backend, value),
+      m: heap(backend, m),
+      v: heap(backend, v),
+      gradient: heap(backend, gradient),
+      valueOut: heap(backend, outputs[0]),
+      mOut: heap(backend, outputs[1]),
+      vOut: heap(backend, outputs[2]),
+    },
+    { accBeta1: heap(backend, accBeta1), accBeta2: heap(backend, accBeta2) },
     util.sizeFromShape(value.shape),
-    a.learningRate,
-    a.beta1,
-    a.beta2,
-    a.epsilon,
-    // As tfjs does: 1 - beta in double, then the float32 scalar it multiplies by.
-    Math.fround(1 - a.beta1),
-    Math.fround(1 - a.beta2),
+    a,
   );
   return outputs;
 };
