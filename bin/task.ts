@@ -1,5 +1,5 @@
 /**
- * How `deno task train`, `bench`, `predict` and `serve` start: `bin/<task>.ts`
+ * How `deno task train`, `bench`, `predict`, `serve` and `experiment:depth` start: `bin/<task>.ts`
  * under the task's permission set in `deno.json`, with read access added for
  * exactly the files and folders named on the command line.
  *
@@ -16,8 +16,11 @@
 import { fileURLToPath } from "node:url";
 import config from "../deno.json" with { type: "json" };
 
-/** The tasks that start here; each has a permission set and a `bin/` entry point of its name. */
-export const TASKS = ["train", "bench", "predict", "serve"] as const;
+/**
+ * The tasks that start here; each has a permission set of its name and a `bin/` entry point
+ * named for it (`experiment:depth` starts `bin/experiment_depth.ts`).
+ */
+export const TASKS = ["train", "bench", "predict", "serve", "experiment:depth"] as const;
 
 /** One of {@linkcode TASKS}. */
 export type TaskName = typeof TASKS[number];
@@ -117,7 +120,7 @@ export function taskArgs(task: TaskName, args: readonly string[]): string[] {
     `-P=${task}`,
     `--allow-read=${[...setReads(task), ...named].join(",")}`,
     ...(hosts.length > 0 ? [`--allow-net=${[...setNet, ...hosts].join(",")}`] : []),
-    fileURLToPath(new URL(`./${task}.ts`, import.meta.url)),
+    fileURLToPath(new URL(`./${task.replace(":", "_")}.ts`, import.meta.url)),
     ...args,
   ];
 }

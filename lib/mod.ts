@@ -6,7 +6,9 @@
  * module it comes from):
  *
  * - the data pipeline: {@linkcode loadCifar10}, {@linkcode epochBatches}, {@linkcode limitSplit}
- * - the model: {@linkcode resnet18}, {@linkcode residualBlock}, {@linkcode stageShapes}
+ * - the model: {@linkcode resnet18}, {@linkcode residualBlock}, {@linkcode stageShapes}, and
+ *   the other architectures ({@linkcode architecture}, {@linkcode buildModel})
+ * - the depth experiment (He et al.'s Fig. 6): {@linkcode runDepthExperiment}
  * - training: {@linkcode train}, {@linkcode trainEpoch}, {@linkcode evaluate},
  *   {@linkcode inferBatches}, {@linkcode makeConfig}, checkpoints and run folders
  * - backends: {@linkcode initBackend}, and {@linkcode activateAcceleration} for a backend's hooks
@@ -60,13 +62,22 @@ export {
 
 // The model (ResNet-18)
 export {
+  ARCH_EXAMPLES,
+  type Architecture,
+  architecture,
+  type ArchName,
   ARTICLE_PYTORCH_PARAMETERS,
   type BlockSpec,
+  buildModel,
+  type BuildOptions,
+  cifarStages,
   countTrainableParameters,
+  MAX_CIFAR_DEPTH,
   pytorchUniform,
   residualBlock,
   resnet18,
   RESNET18_STAGES,
+  RESNET34_STAGES,
   type ResNetOptions,
   SeedSequence,
   type StageShape,
@@ -226,13 +237,31 @@ export {
   classBalanceSvg,
   confusionSvg,
   curvesSvg,
+  type DepthCurve,
+  depthSvg,
   htmlTable,
-  imageGridHtml,
+  type ImageGridOptions,
+  imageGridSvg,
   type LayerValue,
   perClassSvg,
   perLayerSvg,
   sideBySide,
 } from "./report/figures.ts";
+
+// The depth experiment (He et al. 2015, Fig. 6)
+export {
+  DEFAULT_DEPTH_CONFIG,
+  DEPTH_RECIPE,
+  type DepthConfig,
+  DepthConfigError,
+  depthFigure,
+  DepthFolderError,
+  type DepthRecord,
+  type DepthResults,
+  makeDepthConfig,
+  type ModelResult,
+  runDepthExperiment,
+} from "./experiment/depth.ts";
 export { formatDuration, ProgressLine } from "./report/progress.ts";
 export { describeMachine, type MachineInfo, machineInfo } from "./report/machine.ts";
 

@@ -2,7 +2,10 @@
  * The article's ResNet-18 for CIFAR-10, built with the TensorFlow.js layers API
  * (so `model.summary()`, saving and loading work), with PyTorch's semantics:
  * its layer names (`layer1.0.conv1`, `bn1`, `fc`), its default initialisation,
- * its padding and its BatchNorm momentum.
+ * its padding and its BatchNorm momentum. The same blocks also build the
+ * variants a learner may try (`--arch`): ResNet-34, He et al.'s (2015)
+ * CIFAR-10 nets (ResNet-20, -56, ...), and the plain twin of each, the same
+ * layers without shortcuts.
  *
  * @module
  */
@@ -24,6 +27,33 @@ export const RESNET18_STAGES: readonly StageSpec[] = [
   { blocks: 2, widthMultiplier: 8, stride: 2 },
 ];
 
+/** ResNet-34's four stages: 3, 4, 6, 3 blocks at the same widths as ResNet-18's. */
+export const RESNET34_STAGES: readonly StageSpec[] = [
+  { blocks: 3, widthMultiplier: 1, stride: 1 },
+  { blocks: 4, widthMultiplier: 2, stride: 2 },
+  { blocks: 6, widthMultiplier: 4, stride: 2 },
+  { blocks: 3, widthMultiplier: 8, stride: 2 },
+];
+
+/**
+ * He et al.'s CIFAR-10 nets (2015, section 4.2): three stages of `n` blocks at 16, 32, 64
+ * channels, on 32x32, 16x16 and 8x8 maps, so `6n + 2` layers with weights (the stem, two
+ * convs per block, the classifier).
+ *
+ * @example
+ * ```ts
+ * import { cifarStages } from "./model.ts";
+ * console.log(cifarStages(3).map((s) => s.blocks)); // [3, 3, 3]: ResNet-20
+ * ```
+ */
+export function cifarStages(n: number): StageSpec[] {
+  return [1, 2, 4].map((widthMultiplier, s) => ({
+    blocks: n,
+    widthMultiplier,
+    stride: s === 0 ? 1 : 2,
+  }));
+}
+
 /** What PyTorch reports for the article's model: `sum(p.numel() for p in model.parameters())`. */
 export const ARTICLE_PYTORCH_PARAMETERS = 11_177_866;
 
@@ -44,6 +74,103 @@ export interface ResNetOptions {
   seed?: number;
   /** Bias on the stem and block convs, as PyTorch's `nn.Conv2d` default in the article. @default true */
   convBias?: boolean;
+}
+
+/** What `--arch` takes: `resnet` or `plain`, then the depth (layers with weights). */
+export type ArchName = `resnet${number}` | `plain${number}`;
+
+/** A network of this module's family as data: its stages, and whether blocks have shortcuts. */
+export interface Architecture {
+  /** The model's name, as `--arch` writes it: `resnet18`, `plain56`. */
+  name: ArchName;
+  /** Shortcuts around each block (a ResNet); false: its plain twin, the same layers without. */
+  residual: boolean;
+  stages: readonly StageSpec[];
+  /** Stem width when none is asked for: 64 for the article's family, 16 for He et al.'s. */
+  defaultWidth: number;
+  /** Bias on the stem and block convs. */
+  convBias: boolean;
+}
+
+/**
+ * The deepest CIFAR-10 net {@linkcode architecture} builds: He et al.'s ResNet-1202. Past it a
+ * typo (`resnet2000000`) would build a network of millions of layers before anything said so.
+ */
+export const MAX_CIFAR_DEPTH = 1202;
+
+/** The architectures the usage text and errors list; `resnet`/`plain` + any depth 6n+2 work. */
+export const ARCH_EXAMPLES: readonly ArchName[] = [
+  "resnet18",
+  "resnet34",
+  "plain18",
+  "plain34",
+  "resnet20",
+  "resnet32",
+  "resnet44",
+  "resnet56",
+  "resnet110",
+  "plain20",
+  "plain56",
+];
+
+/**
+ * The architecture a name stands for:
+ *
+ * - `resnet18` (the article's), `resnet34`: four stages of 2, 2, 2, 2 and 3, 4, 6, 3 blocks at
+ *   64, 128, 256, 512 channels, conv biases as the article's PyTorch code has them;
+ * - `resnet{6n+2}` (`resnet20`, `resnet56`, ...): He et al.'s CIFAR-10 nets, three stages of
+ *   `n` blocks at 16, 32, 64 channels. Their convs have no bias, as in the paper: the
+ *   BatchNorm after each conv subtracts the batch mean, which cancels a bias;
+ * - `plain18`, `plain34`, `plain{6n+2}`: the plain twin of each, without shortcuts.
+ *
+ * So `resnet50` is He et al.'s CIFAR net of 8 blocks per stage, not ImageNet's ResNet-50 (whose
+ * bottleneck blocks this module does not build).
+ *
+ * @param name What `--arch` was given.
+ * @returns The architecture, as data for {@linkcode buildModel}.
+ * @throws {RangeError} naming the valid architectures and what was found.
+ *
+ * @example
+ * ```ts
+ * import { architecture } from "./model.ts";
+ * const plain = architecture("plain56");
+ * console.log(plain.residual, plain.stages.map((s) => s.blocks)); // false [9, 9, 9]
+ * ```
+ */
+export function architecture(name: string): Architecture {
+  const match = /^(resnet|plain)([1-9]\d*)$/.exec(name);
+  const depth = match === null ? NaN : Number(match[2]);
+  const residual = match?.[1] === "resnet";
+  if (depth === 18 || depth === 34) {
+    const stages = depth === 18 ? RESNET18_STAGES : RESNET34_STAGES;
+    return { name: name as ArchName, residual, stages, defaultWidth: 64, convBias: true };
+  }
+  if (depth >= 8 && depth <= MAX_CIFAR_DEPTH && (depth - 2) % 6 === 0) {
+    const stages = cifarStages((depth - 2) / 6);
+    return { name: name as ArchName, residual, stages, defaultWidth: 16, convBias: false };
+  }
+  const why = match === null
+    ? ""
+    : depth > MAX_CIFAR_DEPTH
+    ? ` (deeper than ${MAX_CIFAR_DEPTH}, He et al.'s deepest)`
+    : ` (${depth} is neither 18, 34 nor 6n+2 with n >= 1)`;
+  throw new RangeError(
+    `Expected arch to be one of ${ARCH_EXAMPLES.join(", ")}, or resnet/plain followed by ` +
+      `another depth 6n+2 up to ${MAX_CIFAR_DEPTH}, but found "${name}"${why}`,
+  );
+}
+
+/** Options for {@linkcode buildModel}. */
+export interface BuildOptions {
+  /**
+   * Channels of the stem and the first stage; later stages multiply it.
+   * @default the architecture's `defaultWidth` (64 for ResNet-18, 16 for ResNet-20)
+   */
+  width?: number;
+  /** Output classes. @default 10 */
+  numClasses?: number;
+  /** Seed of the weight initialisation. @default 0 */
+  seed?: number;
 }
 
 /**
@@ -127,14 +254,17 @@ export interface BlockSpec {
   outChannels: number;
   stride: number;
   useBias: boolean;
+  /** Add the shortcut; false leaves the plain net's block, its two convs alone. @default true */
+  residual?: boolean;
 }
 
 /**
  * The article's `ResidualBlock`: out = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)),
- * where the shortcut is the identity, or a 1x1 conv + BN when the shape changes.
+ * where the shortcut is the identity, or a 1x1 conv + BN when the shape changes. With
+ * `residual: false` it is a plain net's block: out = relu(bn2(conv2(relu(bn1(conv1(x)))))).
  *
  * @param x The block's input, `[batch, h, w, inChannels]`.
- * @param spec Name, channels and stride.
+ * @param spec Name, channels, stride, and whether the block has its shortcut.
  * @param seeds Seeds for the initialisation, taken in build order.
  * @returns The block's output, `[batch, h / stride, w / stride, outChannels]`.
  */
@@ -162,7 +292,12 @@ export function residualBlock(
     useBias,
   }, seeds);
   out = batchNorm(out, `${name}.bn2`);
+  if (spec.residual === false) return relu(out, `${name}.relu2`);
   let shortcut = x;
+  // He et al.'s CIFAR nets pad the identity with zero channels here (their option A); the
+  // article's projection (option B) serves both families instead: it is stock tf.layers, so a
+  // saved model loads with tf.loadLayersModel (in predict and in the browser) without a custom
+  // layer, and it costs ResNet-20 only 2,752 weights (1 %).
   if (stride !== 1 || inChannels !== outChannels) {
     shortcut = conv(x, {
       name: `${name}.shortcut.0`,
@@ -196,13 +331,7 @@ export function residualBlock(
  * ```
  */
 export function resnet18(options: ResNetOptions = {}): tf.LayersModel {
-  const width = options.width ?? 64;
   const blocksPerStage = options.blocksPerStage ?? RESNET18_STAGES.map((s) => s.blocks);
-  const numClasses = options.numClasses ?? NUM_CLASSES;
-  const useBias = options.convBias ?? true;
-  if (!Number.isInteger(width) || width < 1) {
-    throw new RangeError(`Expected width to be an integer >= 1 but found ${width}`);
-  }
   if (
     blocksPerStage.length !== RESNET18_STAGES.length ||
     !blocksPerStage.every((b) => Number.isInteger(b) && b >= 1)
@@ -212,6 +341,44 @@ export function resnet18(options: ResNetOptions = {}): tf.LayersModel {
         JSON.stringify(blocksPerStage)
       }`,
     );
+  }
+  const stages = RESNET18_STAGES.map((stage, s) => ({ ...stage, blocks: blocksPerStage[s] }));
+  const arch: Architecture = {
+    name: "resnet18",
+    residual: true,
+    stages,
+    defaultWidth: 64,
+    convBias: options.convBias ?? true,
+  };
+  return buildModel(arch, options);
+}
+
+/**
+ * Builds any {@linkcode Architecture}: the stem (3x3 conv, BN, ReLU), the stages of blocks
+ * (each stage's first block at the stage's stride), global average pooling and the classifier.
+ * Layers are named and seeded in build order, so one architecture, width and seed always give
+ * the same weights.
+ *
+ * @param arch What to build, e.g. `architecture("resnet20")`.
+ * @param options Width, classes, seed.
+ * @returns An uncompiled `tf.LayersModel` named `arch.name`, from `[batch, 32, 32, 3]`
+ *   normalised images to logits.
+ * @throws {RangeError} for a width that is not an integer >= 1.
+ *
+ * @example
+ * ```ts
+ * import { architecture, buildModel } from "./model.ts";
+ * const model = buildModel(architecture("plain20"), { width: 4 });
+ * console.log(model.name, model.outputs[0].shape); // plain20 [null, 10]
+ * model.dispose();
+ * ```
+ */
+export function buildModel(arch: Architecture, options: BuildOptions = {}): tf.LayersModel {
+  const width = options.width ?? arch.defaultWidth;
+  const numClasses = options.numClasses ?? NUM_CLASSES;
+  const useBias = arch.convBias;
+  if (!Number.isInteger(width) || width < 1) {
+    throw new RangeError(`Expected width to be an integer >= 1 but found ${width}`);
   }
   const seeds = new SeedSequence(options.seed ?? 0);
 
@@ -230,20 +397,21 @@ export function resnet18(options: ResNetOptions = {}): tf.LayersModel {
   );
   x = relu(batchNorm(x, "bn1"), "relu");
   let channels = width;
-  RESNET18_STAGES.forEach((stage, s) => {
+  arch.stages.forEach((stage, s) => {
     const outChannels = width * stage.widthMultiplier;
-    for (let b = 0; b < blocksPerStage[s]; b++) {
+    for (let b = 0; b < stage.blocks; b++) {
       x = residualBlock(x, {
         name: `layer${s + 1}.${b}`,
         inChannels: channels,
         outChannels,
         stride: b === 0 ? stage.stride : 1,
         useBias,
+        residual: arch.residual,
       }, seeds);
       channels = outChannels;
     }
   });
-  // The article's avg_pool2d(out, 4) on a 4x4 map is a global average.
+  // The article's avg_pool2d(out, 4) on a 4x4 map is a global average (8x8 in He's nets).
   x = tf.layers.globalAveragePooling2d({ name: "avgpool" }).apply(x) as tf.SymbolicTensor;
   const logits = tf.layers.dense({
     name: "fc",
@@ -251,7 +419,7 @@ export function resnet18(options: ResNetOptions = {}): tf.LayersModel {
     kernelInitializer: pytorchUniform(channels, seeds.take()),
     biasInitializer: pytorchUniform(channels, seeds.take()),
   }).apply(x) as tf.SymbolicTensor;
-  return tf.model({ inputs: input, outputs: logits, name: "resnet18" });
+  return tf.model({ inputs: input, outputs: logits, name: arch.name });
 }
 
 /** A named point in the network and the shape of one example there. */
@@ -262,18 +430,20 @@ export interface StageShape {
 
 /**
  * The output shape of one example after the stem, each stage, the pooling and the classifier,
- * the checkpoints the article's architecture is usually described by.
+ * the checkpoints the article's architecture is usually described by (four stages for
+ * ResNet-18, three for He et al.'s CIFAR nets).
  */
 export function stageShapes(model: tf.LayersModel): StageShape[] {
   const names = model.layers.map((l) => l.name);
   const lastOfStage = (s: number) =>
     names.filter((n) => n.startsWith(`layer${s}.`) && n.endsWith(".relu2")).at(-1);
+  const stageCount = new Set(names.map((n) => /^layer(\d+)\./.exec(n)?.[1]).filter(Boolean)).size;
   const points: [string, string | undefined][] = [
     ["stem", "relu"],
-    ["layer1", lastOfStage(1)],
-    ["layer2", lastOfStage(2)],
-    ["layer3", lastOfStage(3)],
-    ["layer4", lastOfStage(4)],
+    ...Array.from(
+      { length: stageCount },
+      (_, s) => [`layer${s + 1}`, lastOfStage(s + 1)] as [string, string | undefined],
+    ),
     ["avgpool", "avgpool"],
     ["fc", "fc"],
   ];

@@ -10,7 +10,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { CheckpointState, EpochRecord } from "./train/checkpoint.ts";
 import { learningRateAt, type TrainConfig } from "./train/config.ts";
 import { epochBatches, limitSplit, NUM_CLASSES, type Split } from "./data.ts";
-import { resnet18 } from "./model.ts";
+import { architecture, buildModel } from "./model.ts";
 import {
   openRunFolder,
   resumeFromRunFolder,
@@ -42,15 +42,21 @@ export interface BatchProgress {
 export interface TrainCallbacks {
   /**
    * Before the first epoch, with the history so far: the checkpoint's for a resumed run (to
-   * redraw figures a run killed at the wrong moment left stale), else empty.
+   * redraw figures a run killed at the wrong moment left stale), else empty; and the model,
+   * holding the checkpoint's weights (to measure what a killed run did not get to).
    */
-  onStart?: (history: readonly EpochRecord[]) => void | Promise<void>;
+  onStart?: (history: readonly EpochRecord[], model: tf.LayersModel) => void | Promise<void>;
   onBatchEnd?: (progress: BatchProgress) => void | Promise<void>;
-  /** After each epoch's checkpoint: its record, its evaluation, and the run's history so far. */
+  /**
+   * After each epoch's checkpoint: its record, its evaluation, the run's history so far, and
+   * the model (to evaluate more than the test set; training goes on with it, so it must be left
+   * as it is).
+   */
   onEpochEnd?: (
     record: EpochRecord,
     evaluation: Evaluation,
     history: readonly EpochRecord[],
+    model: tf.LayersModel,
   ) => void | Promise<void>;
 }
 
@@ -241,7 +247,7 @@ export interface InferenceBatch {
  *
  * @example
  * ```ts
- * import { resnet18 } from "./model.ts";
+ * import { architecture, buildModel } from "./model.ts";
  * import { inferBatches } from "./train.ts";
  * const model = resnet18({ width: 2 });
  * const split = { images: new Uint8Array(3 * 3072), labels: new Uint8Array(3), count: 3 };
@@ -393,7 +399,7 @@ export function estimateSecondsLeft(p: {
 }
 
 /**
- * The article's training run: build ResNet-18, train `config.epochs` epochs with Adam, evaluate
+ * The article's training run: build ResNet-18 (or `config.arch`), train `config.epochs` epochs with Adam, evaluate
  * on the test set after each, checkpoint each epoch into `runDir`, save the final model there.
  *
  * @throws {NonFiniteLossError} when the training or the test loss diverges; the last good
@@ -422,7 +428,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 async function trainRun(options: TrainOptions): Promise<TrainResult> {
   const { config, runDir = null, resume = false, callbacks = {} } = options;
   const subsets = chooseSubsets(config, options.data);
-  const model = resnet18({ width: config.width, seed: config.seed });
+  const model = buildModel(architecture(config.arch), { width: config.width, seed: config.seed });
   const batches = Math.ceil(subsets.train.count / config.batchSize);
   const optimizer = createOptimizer(config, config.epochs * batches);
   let rng = new Rng(config.seed);
@@ -436,7 +442,7 @@ async function trainRun(options: TrainOptions): Promise<TrainResult> {
     } else if (runDir !== null) {
       await startRunFolder(runDir, config);
     }
-    await callbacks.onStart?.(history);
+    await callbacks.onStart?.(history, model);
     let secondsPerEvaluation: number | null = null;
     for (let epoch = history.length + 1; epoch <= config.epochs; epoch++) {
       const trained = await trainEpoch(model, optimizer, subsets.train, {
@@ -490,7 +496,7 @@ async function trainRun(options: TrainOptions): Promise<TrainResult> {
           config,
         });
       }
-      await callbacks.onEpochEnd?.(record, evaluation, history);
+      await callbacks.onEpochEnd?.(record, evaluation, history, model);
     }
     evaluation ??= await evaluate(model, subsets.test, { flip: config.testTimeFlip });
     if (runDir !== null) await saveFinalModel(runDir, model);

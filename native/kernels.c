@@ -1,18 +1,19 @@
 /*
- * Native convolution kernels for resnet-cifar's `native` backend.
+ * The native backend's own kernels (resnet-cifar's `native` backend).
  *
  * TensorFlow.js's wasm backend keeps every tensor in its WebAssembly memory;
- * `lib/native_kernels.ts` hands pointers into that memory to these functions
- * through Deno's FFI. Each convolution product (forward, input gradient,
- * filter gradient) becomes im2col/col2im data movement plus one OpenBLAS
- * SGEMM per chunk of images: the GEMM runs at native AVX2/FMA speed on every
- * core, several times what 128-bit WebAssembly SIMD can reach.
+ * `lib/backends/native/kernels.ts` hands pointers into that memory to these
+ * functions through Deno's FFI. The convolutions are oneDNN's (onednn.c),
+ * except the strided 3x3 filter gradients, which are im2col plus one
+ * OpenBLAS SGEMM per chunk of images here. Also here, each measured faster
+ * than oneDNN's primitive for it or without one there: batch norm (statistics,
+ * normalisation, gradient), ReLU and its gradient, adds, padding, sums, Adam.
  *
  * Layouts are TensorFlow's: activations NHWC, filters [KH, KW, Cin, Cout],
  * so a filter is already the [K, Cout] matrix with K = KH*KW*Cin ordered
  * (kh, kw, cin), and one im2col row of an output pixel uses the same order.
  *
- * Build: `deno task build:native` (cc -O3 -fPIC -shared ... -l:libopenblas.so.0).
+ * Build: `deno task build:native` (tools/build_native.ts has the flags).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -26,20 +27,15 @@ void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float a
                  const float *a, int lda, const float *b, int ldb, float beta, float *c,
                  int ldc);
 
-/* One convolution's geometry, as lib/native_kernels.ts packs it (Int32Array). */
-typedef struct {
-  int32_t n, h, w, c;      /* input NHWC */
-  int32_t kh, kw, cout;    /* filter [kh, kw, c, cout] */
-  int32_t sh, sw, pt, pl;  /* strides; top and left padding */
-  int32_t ho, wo;          /* output height and width */
-} conv_t;
+#include "resnet_native.h"
 
 /* Bumped whenever a signature or conv_t changes; the loader checks it. */
-int32_t rn_abi_version(void) { return 6; }
+int32_t rn_abi_version(void) { return 7; }
 
 /*
  * Threads: OpenBLAS is set to one thread, and each convolution splits its
- * images between OpenMP threads instead, each doing its own im2col and GEMM.
+ * images between OpenMP threads instead, each doing its own im2col and GEMM
+ * (oneDNN runs on the same OpenMP runtime, libgomp, and so the same pool).
  * Two thread pools that both spin-wait (OpenBLAS's and OpenMP's) slowed every
  * call down by half; one pool also parallelises the im2col copies.
  */
@@ -64,7 +60,7 @@ static float *scratch_get(size_t floats) {
 
 static int threads_ready;
 
-static int threads(void) {
+int rn_threads(void) {
   if (!threads_ready) {
     openblas_set_num_threads(1);
     threads_ready = 1;
@@ -151,324 +147,10 @@ static void im2col(const float *x, float *col, const conv_t *g, int n0, int coun
   }
 }
 
-/* The adjoint of im2col: adds each row's entries back into dx (zeroed by the caller). */
-static void col2im(const float *col, float *dx, const conv_t *g, int n0, int count) {
-  const size_t c = g->c, k = (size_t)g->kh * g->kw * c;
-  for (int n = 0; n < count; n++) {
-    float *image = dx + (size_t)(n0 + n) * g->h * g->w * c;
-    for (int ho = 0; ho < g->ho; ho++) {
-      for (int wo = 0; wo < g->wo; wo++) {
-        const float *row = col + (((size_t)n * g->ho + ho) * g->wo + wo) * k;
-        for (int i = 0; i < g->kh; i++) {
-          const int h = ho * g->sh - g->pt + i;
-          if (h < 0 || h >= g->h) continue;
-          for (int j = 0; j < g->kw; j++) {
-            const int w = wo * g->sw - g->pl + j;
-            if (w < 0 || w >= g->w) continue;
-            float *dst = image + ((size_t)h * g->w + w) * c;
-            const float *src = row + ((size_t)i * g->kw + j) * c;
-            for (size_t ch = 0; ch < c; ch++) dst[ch] += src[ch];
-          }
-        }
-      }
-    }
-  }
-}
-
-/*
- * Direct 3x3 convolutions for the narrow layers.
- *
- * With 16 or 32 channels an im2col row (9 * C floats) feeds only 16 or 32
- * multiply-adds per entry into the GEMM, so im2col's writing and reading of
- * 9x the input dominates: the 16-channel layers ran at about 53 GFLOP/s
- * against 120 and more for the wide ones (`tools/conv_bench.ts`). Here each
- * image is copied once into a zero-bordered buffer and the output is
- * accumulated in registers: 4 output pixels x 16 output channels (8 vectors
- * of 8 floats), one broadcast input value and two filter vectors per step.
- * GCC's vector extensions keep it portable; with -march=native they become
- * AVX2/FMA (or AVX-512) instructions.
- *
- * Covered: kernel 3x3, stride 1, padding 1 on every side (PyTorch's
- * padding=1, TensorFlow's 'same'), Cout a multiple of 16, W a multiple of 4,
- * C at most DIRECT_MAX_C (wider layers are faster as GEMMs).
- */
-#define DIRECT_MAX_C 32
-
-typedef float v8 __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias));
-
-static inline v8 load8(const float *p) { return *(const v8u *)p; }
-static inline void store8(float *p, v8 v) { *(v8u *)p = v; }
-static inline v8 splat8(float s) { return (v8){s, s, s, s, s, s, s, s}; }
-
-static int is_direct(const conv_t *g) {
-  return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->pt == 1 && g->pl == 1 &&
-         g->ho == g->h && g->wo == g->w && g->cout % 16 == 0 && g->w % 4 == 0 &&
-         g->c <= DIRECT_MAX_C;
-}
-
-/* This thread's (h + 2) x (w + 2) x c buffer with a zero border, or NULL. */
-static float *padded_buffer(const conv_t *g) {
-  const size_t floats = (size_t)(g->h + 2) * (g->w + 2) * g->c;
-  float *padded = scratch_get(floats);
-  if (padded != NULL) memset(padded, 0, floats * sizeof(float));
-  return padded;
-}
-
-/* Copies one image into the buffer's interior; the border stays zero. */
-static void pad_image(const float *image, float *padded, const conv_t *g) {
-  const size_t c = g->c, pw = (size_t)g->w + 2;
-  for (int h = 0; h < g->h; h++) {
-    memcpy(padded + ((h + 1) * pw + 1) * c, image + (size_t)h * g->w * c,
-           (size_t)g->w * c * sizeof(float));
-  }
-}
-
-/*
- * -std=c11 makes GCC leave a * b + c as two roundings; these loops want one
- * FMA (clang contracts within an expression by default).
- */
-#if defined(__GNUC__) && !defined(__clang__)
-#define CONTRACT __attribute__((optimize("fp-contract=fast")))
-#else
-#define CONTRACT
-#endif
-
-/*
- * Keeps two vectors in registers: GCC otherwise folds each reload into the
- * FMAs as a memory operand, which doubled the loads, and loads, not FMAs,
- * set the pace (16-channel forward 3.3-4.2 ms -> 1.9-2.3 ms at batch 64).
- * The constraint names the vector registers of x86 ("x") and AArch64 ("w").
- */
-#if defined(__x86_64__) || defined(__i386__)
-#define IN_REGISTERS(a, b) __asm__("" : "+x"(a), "+x"(b))
-#elif defined(__aarch64__)
-#define IN_REGISTERS(a, b) __asm__("" : "+w"(a), "+w"(b))
-#else
-#define IN_REGISTERS(a, b) ((void)0)
-#endif
-
-CONTRACT static void direct_forward_image(const float *padded, const float *filter, const float *bias,
-                                 float *out, const conv_t *g, int relu) {
-  const int c = g->c, cout = g->cout, pw = g->w + 2;
-  for (int ho = 0; ho < g->h; ho++) {
-    for (int wo = 0; wo < g->w; wo += 4) {
-      for (int cb = 0; cb < cout; cb += 16) {
-        v8 acc[4][2];
-        const v8 b0 = bias != NULL ? load8(bias + cb) : splat8(0.0f);
-        const v8 b1 = bias != NULL ? load8(bias + cb + 8) : splat8(0.0f);
-        for (int p = 0; p < 4; p++) {
-          acc[p][0] = b0;
-          acc[p][1] = b1;
-        }
-        for (int i = 0; i < 3; i++) {
-          for (int j = 0; j < 3; j++) {
-            const float *xp = padded + ((size_t)(ho + i) * pw + wo + j) * c;
-            const float *wp = filter + (size_t)(i * 3 + j) * c * cout + cb;
-            for (int ci = 0; ci < c; ci++) {
-              v8 w0 = load8(wp + (size_t)ci * cout), w1 = load8(wp + (size_t)ci * cout + 8);
-              IN_REGISTERS(w0, w1);
-              for (int p = 0; p < 4; p++) {
-                const v8 xv = splat8(xp[p * c + ci]);
-                acc[p][0] += xv * w0;
-                acc[p][1] += xv * w1;
-              }
-            }
-          }
-        }
-        float *o = out + ((size_t)ho * g->w + wo) * cout + cb;
-        for (int p = 0; p < 4; p++) {
-          if (relu) {
-            /* As the GEMM path: x > 0 ? x : 0 (the lanes' comparison masks are all ones or zeros). */
-            const v8 zero = splat8(0.0f);
-            acc[p][0] = (v8)((v8i)acc[p][0] & (acc[p][0] > zero));
-            acc[p][1] = (v8)((v8i)acc[p][1] & (acc[p][1] > zero));
-          }
-          store8(o + (size_t)p * cout, acc[p][0]);
-          store8(o + (size_t)p * cout + 8, acc[p][1]);
-        }
-      }
-    }
-  }
-}
-
-/* Adds this image's filter gradient to dfilter; needs c % 4 == 0. */
-CONTRACT static void direct_filter_image(const float *padded, const float *dy, float *dfilter,
-                                const conv_t *g) {
-  const int c = g->c, cout = g->cout, pw = g->w + 2;
-  for (int tap = 0; tap < 9; tap++) {
-    const int i = tap / 3, j = tap % 3;
-    for (int ci = 0; ci < c; ci += 4) {
-      for (int cb = 0; cb < cout; cb += 16) {
-        v8 acc[4][2];
-        for (int q = 0; q < 4; q++) acc[q][0] = acc[q][1] = splat8(0.0f);
-        for (int ho = 0; ho < g->h; ho++) {
-          const float *xrow = padded + ((size_t)(ho + i) * pw + j) * c + ci;
-          const float *drow = dy + (size_t)ho * g->w * cout + cb;
-          for (int wo = 0; wo < g->w; wo++) {
-            v8 d0 = load8(drow + (size_t)wo * cout), d1 = load8(drow + (size_t)wo * cout + 8);
-            IN_REGISTERS(d0, d1);
-            const float *xp = xrow + (size_t)wo * c;
-            for (int q = 0; q < 4; q++) {
-              const v8 xv = splat8(xp[q]);
-              acc[q][0] += xv * d0;
-              acc[q][1] += xv * d1;
-            }
-          }
-        }
-        float *dst = dfilter + ((size_t)tap * c + ci) * cout + cb;
-        for (int q = 0; q < 4; q++) {
-          store8(dst + (size_t)q * cout, load8(dst + (size_t)q * cout) + acc[q][0]);
-          store8(dst + (size_t)q * cout + 8, load8(dst + (size_t)q * cout + 8) + acc[q][1]);
-        }
-      }
-    }
-  }
-}
-
-/* One thread's share of the forward pass: images [first, last), chunk by chunk. */
-static int conv_forward_part(const float *x, const float *filter, const float *bias, float *y,
-                             const conv_t *g, int relu, int first, int last) {
-  const int k = g->kh * g->kw * g->c, pixels = g->ho * g->wo;
-  if (is_direct(g)) {
-    if (first >= last) return 0;
-    float *padded = padded_buffer(g);
-    if (padded == NULL) return -1;
-    for (int n = first; n < last; n++) {
-      pad_image(x + (size_t)n * g->h * g->w * g->c, padded, g);
-      direct_forward_image(padded, filter, bias, y + (size_t)n * pixels * g->cout, g, relu);
-    }
-    return 0;
-  }
-  const int step = chunk_images(g);
-  float *col = is_pointwise(g) ? NULL : scratch_get((size_t)step * pixels * k);
-  if (!is_pointwise(g) && col == NULL) return -1;
-  for (int n0 = first; n0 < last; n0 += step) {
-    const int count = n0 + step > last ? last - n0 : step;
-    const int m = count * pixels;
-    const float *a = x + (size_t)n0 * g->h * g->w * g->c;
-    if (col != NULL) {
-      im2col(x, col, g, n0, count);
-      a = col;
-    }
-    float *out = y + (size_t)n0 * pixels * g->cout;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, g->cout, k, 1.0f, a, k, filter,
-                g->cout, 0.0f, out, g->cout);
-    if (bias != NULL || relu) {
-      for (size_t r = 0; r < (size_t)m; r++) {
-        float *o = out + r * g->cout;
-        if (bias != NULL) {
-          for (int ch = 0; ch < g->cout; ch++) o[ch] += bias[ch];
-        }
-        if (relu) {
-          for (int ch = 0; ch < g->cout; ch++) o[ch] = o[ch] > 0.0f ? o[ch] : 0.0f;
-        }
-      }
-    }
-  }
-  return 0;
-}
-
-/*
- * y = conv(x, filter) + bias, then ReLU when relu != 0. bias may be NULL.
- * Returns 0, or -1 when an im2col buffer cannot be allocated.
- */
-int32_t rn_conv2d(const float *x, const float *filter, const float *bias, float *y,
-                  const conv_t *g, int32_t relu) {
-  int status = 0;
-  const int nthreads = threads() < g->n ? threads() : g->n;
-#pragma omp parallel num_threads(nthreads) reduction(min : status)
-  {
-    int first, last;
-    share(g->n, omp_get_thread_num(), omp_get_num_threads(), &first, &last);
-    status = conv_forward_part(x, filter, bias, y, g, relu, first, last);
-  }
-  return status;
-}
-
-static int conv_input_part(const float *dy, const float *filter, float *dx, const conv_t *g,
-                           int first, int last) {
-  const int k = g->kh * g->kw * g->c, pixels = g->ho * g->wo;
-  if (first >= last) return 0;
-  if (is_pointwise(g)) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (last - first) * pixels, g->c, g->cout,
-                1.0f, dy + (size_t)first * pixels * g->cout, g->cout, filter, g->cout, 0.0f,
-                dx + (size_t)first * pixels * g->c, g->c);
-    return 0;
-  }
-  const int step = chunk_images(g);
-  float *col = scratch_get((size_t)step * pixels * k);
-  if (col == NULL) return -1;
-  memset(dx + (size_t)first * g->h * g->w * g->c, 0,
-         (size_t)(last - first) * g->h * g->w * g->c * sizeof(float));
-  for (int n0 = first; n0 < last; n0 += step) {
-    const int count = n0 + step > last ? last - n0 : step;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, count * pixels, k, g->cout, 1.0f,
-                dy + (size_t)n0 * pixels * g->cout, g->cout, filter, g->cout, 0.0f, col, k);
-    col2im(col, dx, g, n0, count);
-  }
-  return 0;
-}
-
-/*
- * dx = the input gradient of conv(x, filter) given dy.
- *
- * Stride 1 (not pointwise): dx is itself a forward convolution, of dy with
- * the filter rotated by 180 degrees and its channel axes swapped, padded by
- * k - 1 - pad. That runs as im2col + GEMM with K = kh*kw*Cout, where the
- * general route's GEMM has K = Cout alone (16 at width 16) and a col2im
- * scatter after it.
- *
- * Otherwise: dcol = dy * filter^T, then col2im.
- */
-int32_t rn_conv2d_backprop_input(const float *dy, const float *filter, float *dx,
-                                 const conv_t *g) {
-  if (g->sh == 1 && g->sw == 1 && !is_pointwise(g)) {
-    const size_t taps = (size_t)g->kh * g->kw;
-    float *rotated = malloc(taps * g->c * g->cout * sizeof(float));
-    if (rotated == NULL) return -1;
-    for (int i = 0; i < g->kh; i++) {
-      for (int j = 0; j < g->kw; j++) {
-        const float *src = filter + ((size_t)i * g->kw + j) * g->c * g->cout;
-        float *dst = rotated + ((size_t)(g->kh - 1 - i) * g->kw + (g->kw - 1 - j)) * g->cout * g->c;
-        for (int ci = 0; ci < g->c; ci++) {
-          for (int co = 0; co < g->cout; co++) dst[(size_t)co * g->c + ci] = src[(size_t)ci * g->cout + co];
-        }
-      }
-    }
-    const conv_t t = {g->n, g->ho, g->wo, g->cout, g->kh, g->kw, g->c, 1, 1,
-                      g->kh - 1 - g->pt, g->kw - 1 - g->pl, g->h, g->w};
-    const int32_t status = rn_conv2d(dy, rotated, NULL, dx, &t, 0);
-    free(rotated);
-    return status;
-  }
-  int status = 0;
-  const int nthreads = threads() < g->n ? threads() : g->n;
-#pragma omp parallel num_threads(nthreads) reduction(min : status)
-  {
-    int first, last;
-    share(g->n, omp_get_thread_num(), omp_get_num_threads(), &first, &last);
-    status = conv_input_part(dy, filter, dx, g, first, last);
-  }
-  return status;
-}
-
 /* dfilter (or a partial sum of it) over images [first, last). */
 static int conv_filter_part(const float *x, const float *dy, float *dfilter, const conv_t *g,
                             int first, int last) {
   const int k = g->kh * g->kw * g->c, pixels = g->ho * g->wo;
-  if (is_direct(g) && g->c % 4 == 0) {
-    memset(dfilter, 0, (size_t)k * g->cout * sizeof(float));
-    if (first >= last) return 0;
-    float *padded = padded_buffer(g);
-    if (padded == NULL) return -1;
-    for (int n = first; n < last; n++) {
-      pad_image(x + (size_t)n * g->h * g->w * g->c, padded, g);
-      direct_filter_image(padded, dy + (size_t)n * pixels * g->cout, dfilter, g);
-    }
-    return 0;
-  }
   const int step = chunk_images(g);
   float *col = is_pointwise(g) ? NULL : scratch_get((size_t)step * pixels * k);
   if (!is_pointwise(g) && col == NULL) return -1;
@@ -490,11 +172,14 @@ static int conv_filter_part(const float *x, const float *dy, float *dfilter, con
 /*
  * dfilter = im2col(x)^T * dy: each thread sums its images into its own
  * buffer (thread 0 straight into dfilter), then the buffers are added.
+ * oneDNN (onednn.c) computes every other convolution product faster; this
+ * stays for the strided 3x3 filter gradients from 64 input channels, where
+ * oneDNN 2.6's was 10-70 % slower (`tools/conv_bench.ts`).
  */
-int32_t rn_conv2d_backprop_filter(const float *x, const float *dy, float *dfilter,
+int32_t rn_gemm_conv2d_backprop_filter(const float *x, const float *dy, float *dfilter,
                                   const conv_t *g) {
   const size_t size = (size_t)g->kh * g->kw * g->c * g->cout;
-  const int nthreads = threads() < g->n ? threads() : g->n;
+  const int nthreads = rn_threads() < g->n ? rn_threads() : g->n;
   float *partial = NULL;
   if (nthreads > 1) {
     /* Kept across calls: a fresh multi-megabyte malloc per call is a fresh mmap to fault in. */
@@ -547,19 +232,51 @@ void rn_sum_middle(const float *x, float *out, int32_t outer, int32_t middle, in
  * accumulated in double, so E[x^2] - E[x]^2 loses nothing that matters.
  */
 
-/* mean[c] and the biased variance[c] of x's columns (what tf.moments returns). */
-void rn_moments(const float *x, float *mean, float *variance, int32_t m, int32_t c) {
-  double *sum = calloc((size_t)2 * c, sizeof(double));
-  if (sum == NULL) return;
-  double *squares = sum + c;
-  for (int r = 0; r < m; r++) {
-    const float *row = x + (size_t)r * c;
-    for (int ch = 0; ch < c; ch++) {
-      const double v = row[ch];
-      sum[ch] += v;
-      squares[ch] += v * v;
+/* Threads for one pass over m rows of c values: one below 64K values, where waking them costs more. */
+static int pass_threads(int32_t m, int32_t c) {
+  return (size_t)m * c > (1 << 16) ? rn_threads() : 1;
+}
+
+/*
+ * Per-channel sums over rows: sums[0..c) of a, and sums[c..2c) of a * (b - shift)
+ * (b = a, shift = 0: the squares), each thread over its own rows into its own
+ * partial sums, added after in thread order (the same order on every run).
+ */
+static int column_sums(const float *a, const float *b, const float *shift, double *sums,
+                       int32_t m, int32_t c) {
+  const int nthreads = pass_threads(m, c);
+  double *partial = calloc((size_t)2 * c * nthreads, sizeof(double));
+  if (partial == NULL) return -1;
+#pragma omp parallel num_threads(nthreads)
+  {
+    const int t = omp_get_thread_num();
+    int first, last;
+    share(m, t, omp_get_num_threads(), &first, &last);
+    double *sum = partial + (size_t)2 * c * t, *dot = sum + c;
+    for (int r = first; r < last; r++) {
+      const float *ra = a + (size_t)r * c, *rb = b + (size_t)r * c;
+      for (int ch = 0; ch < c; ch++) {
+        sum[ch] += ra[ch];
+        dot[ch] += (double)ra[ch] * (rb[ch] - (shift == NULL ? 0.0f : shift[ch]));
+      }
     }
   }
+  memset(sums, 0, (size_t)2 * c * sizeof(double));
+  for (int t = 0; t < nthreads; t++) {
+    for (int i = 0; i < 2 * c; i++) sums[i] += partial[(size_t)2 * c * t + i];
+  }
+  free(partial);
+  return 0;
+}
+
+/* mean[c] and the biased variance[c] of x's columns (what tf.moments returns). */
+void rn_moments(const float *x, float *mean, float *variance, int32_t m, int32_t c) {
+  double *sum = malloc((size_t)2 * c * sizeof(double));
+  if (sum == NULL || column_sums(x, x, NULL, sum, m, c) != 0) {
+    free(sum);
+    return;
+  }
+  const double *squares = sum + c;
   for (int ch = 0; ch < c; ch++) {
     const double mu = sum[ch] / m;
     const double var = squares[ch] / m - mu * mu;
@@ -583,7 +300,11 @@ void rn_moving_averages(const float *moving_mean, const float *moving_variance,
   }
 }
 
-/* y = (x - mean) / sqrt(variance + epsilon) * gamma + beta, as one multiply-add per element. */
+/*
+ * y = (x - mean) / sqrt(variance + epsilon) * gamma + beta, as one multiply-add
+ * per element, the rows split over the OpenMP threads (inference, with the
+ * moving statistics). oneDNN's inference batch norm measured no faster.
+ */
 void rn_batchnorm_forward(const float *x, const float *mean, const float *variance,
                           const float *gamma, const float *beta, float epsilon, float *y,
                           int32_t m, int32_t c) {
@@ -595,6 +316,7 @@ void rn_batchnorm_forward(const float *x, const float *mean, const float *varian
     scale[ch] = (float)s;
     shift[ch] = (float)(beta[ch] - mean[ch] * s);
   }
+#pragma omp parallel for num_threads(pass_threads(m, c)) schedule(static)
   for (int r = 0; r < m; r++) {
     const float *row = x + (size_t)r * c;
     float *out = y + (size_t)r * c;
@@ -612,21 +334,14 @@ void rn_batchnorm_forward(const float *x, const float *mean, const float *varian
 int32_t rn_batchnorm_backward(const float *dy, const float *x, const float *mean,
                               const float *variance, const float *gamma, float epsilon,
                               float *dx, float *dgamma, float *dbeta, int32_t m, int32_t c) {
-  double *sums = calloc((size_t)2 * c, sizeof(double));
+  double *sums = malloc((size_t)2 * c * sizeof(double));
   float *coef = malloc((size_t)3 * c * sizeof(float));
-  if (sums == NULL || coef == NULL) {
+  if (sums == NULL || coef == NULL || column_sums(dy, x, mean, sums, m, c) != 0) {
     free(sums);
     free(coef);
     return -1;
   }
-  double *dot = sums + c;
-  for (int r = 0; r < m; r++) {
-    const float *g = dy + (size_t)r * c, *row = x + (size_t)r * c;
-    for (int ch = 0; ch < c; ch++) {
-      sums[ch] += g[ch];
-      dot[ch] += (double)g[ch] * (row[ch] - mean[ch]);
-    }
-  }
+  const double *dot = sums + c;
   float *a = coef, *b = coef + c, *k = coef + 2 * (size_t)c;
   for (int ch = 0; ch < c; ch++) {
     const double invstd = 1.0 / sqrt((double)variance[ch] + epsilon);
@@ -639,6 +354,7 @@ int32_t rn_batchnorm_backward(const float *dy, const float *x, const float *mean
     b[ch] = (float)bv;
     k[ch] = (float)(-av * sums[ch] / m - bv * mean[ch]);
   }
+#pragma omp parallel for num_threads(pass_threads(m, c)) schedule(static)
   for (int r = 0; r < m; r++) {
     const float *g = dy + (size_t)r * c, *row = x + (size_t)r * c;
     float *out = dx + (size_t)r * c;
@@ -656,12 +372,12 @@ int32_t rn_batchnorm_backward(const float *dy, const float *x, const float *mean
  */
 void rn_add(const float *a, const float *b, float *out, int32_t n, int32_t c) {
   if (c == 0) {
-#pragma omp parallel for num_threads(threads()) if (n > (1 << 16)) schedule(static)
+#pragma omp parallel for num_threads(rn_threads()) if (n > (1 << 16)) schedule(static)
     for (int32_t i = 0; i < n; i++) out[i] = a[i] + b[i];
     return;
   }
   const int32_t rows = n / c;
-#pragma omp parallel for num_threads(threads()) if (n > (1 << 16)) schedule(static)
+#pragma omp parallel for num_threads(rn_threads()) if (n > (1 << 16)) schedule(static)
   for (int32_t r = 0; r < rows; r++) {
     const float *row = a + (size_t)r * c;
     float *o = out + (size_t)r * c;
@@ -677,7 +393,7 @@ void rn_pad_hw(const float *x, float *y, int32_t n, int32_t h, int32_t w, int32_
                int32_t top, int32_t bottom, int32_t left, int32_t right, float value) {
   const int32_t ho = h + top + bottom, wo = w + left + right;
   const size_t row = (size_t)wo * c;
-#pragma omp parallel for num_threads(threads()) if ((size_t)n * ho * row > (1 << 16)) \
+#pragma omp parallel for num_threads(rn_threads()) if ((size_t)n * ho * row > (1 << 16)) \
     schedule(static)
   for (int32_t nr = 0; nr < n * ho; nr++) {
     const int32_t b = nr / ho, r = nr % ho - top;
@@ -694,11 +410,13 @@ void rn_pad_hw(const float *x, float *y, int32_t n, int32_t h, int32_t w, int32_
 
 /* ReLU as tfjs's cpu backend computes it, Math.max(0, x): NaN passes, -0 becomes 0. */
 void rn_relu(const float *x, float *y, int32_t n) {
+#pragma omp parallel for num_threads(rn_threads()) if (n > (1 << 16)) schedule(static)
   for (int32_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : (x[i] != x[i] ? x[i] : 0.0f);
 }
 
 /* Its gradient, tfjs's dy * step(x): dy where x > 0, 0 where x <= 0, NaN where x is NaN. */
 void rn_relu_grad(const float *dy, const float *x, float *dx, int32_t n) {
+#pragma omp parallel for num_threads(rn_threads()) if (n > (1 << 16)) schedule(static)
   for (int32_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : (x[i] != x[i] ? x[i] : 0.0f);
 }
 

@@ -201,6 +201,8 @@ Deno.test("parseTrainArgs() reads every flag", () => {
     "32",
     "--lr",
     "0.01",
+    "--arch",
+    "resnet34",
     "--width",
     "16",
     "--train-limit",
@@ -228,6 +230,7 @@ Deno.test("parseTrainArgs() reads every flag", () => {
     epochs: 3,
     batchSize: 32,
     learningRate: 0.01,
+    arch: "resnet34",
     width: 16,
     trainLimit: 5000,
     testLimit: 1000,
@@ -310,6 +313,21 @@ Deno.test("parseTrainArgs() rejects bad flags and values naming the flag", () =>
     [["stray"], /stray/],
   ];
   for (const [argv, message] of cases) assertUsageError(parseTrainArgs, argv, message);
+});
+
+Deno.test("parseTrainArgs() --arch picks the network, and a bad one lists the valid ones", () => {
+  assert.equal(trainArgs([]).config.arch, "resnet18");
+  const cifar = trainArgs(["--arch", "resnet56"]);
+  assert.equal(cifar.config.arch, "resnet56");
+  assert.equal(cifar.config.width, 16, "He et al.'s width unless --width is given");
+  assert.deepEqual(cifar.overrides, { arch: "resnet56" });
+  assert.equal(trainArgs(["--arch", "plain20", "--width", "32"]).config.width, 32);
+  assert.equal(trainArgs(["--preset", "fast", "--arch", "resnet34"]).config.width, 16);
+  assertUsageError(
+    parseTrainArgs,
+    ["--arch", "resnet50x"],
+    /^--arch: Expected arch to be one of resnet18, resnet34, plain18, plain34, resnet20, .* but found "resnet50x"$/,
+  );
 });
 
 Deno.test("parseTrainArgs() returns null for --help", () => {

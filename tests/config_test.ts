@@ -23,6 +23,7 @@ Deno.test("DEFAULT_CONFIG is the article's recipe", () => {
     epochs: 10,
     batchSize: 64,
     learningRate: 0.001,
+    arch: "resnet18",
     width: 64,
     trainLimit: null,
     testLimit: null,
@@ -175,4 +176,21 @@ Deno.test("labelSmoothing and lrSchedule take effect in crossEntropy() and creat
   tf.dispose([logits, labels, smoothed, plain, w]);
   optimizer.dispose();
   constant.dispose();
+});
+
+Deno.test("makeConfig() takes an arch, gives He et al.'s nets their width, refuses others", () => {
+  assert.equal(makeConfig({ arch: "resnet20" }).width, 16);
+  assert.equal(makeConfig({ arch: "plain56", width: 8 }).width, 8);
+  assert.equal(makeConfig({ arch: "resnet34" }).width, 64);
+  // A config saved before --arch existed is the article's ResNet-18.
+  assert.equal(makeConfig({ width: 16 }).arch, "resnet18");
+  assert.throws(() => makeConfig({ arch: "vgg16" as "resnet18" }), (e: unknown) => {
+    assert.ok(e instanceof ConfigError);
+    assert.equal(e.field, "arch");
+    assert.match(
+      e.message,
+      /^Expected arch to be one of resnet18, resnet34, .* but found "vgg16"$/,
+    );
+    return true;
+  });
 });

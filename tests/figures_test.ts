@@ -6,24 +6,23 @@ import {
   classBalanceSvg,
   confusionSvg,
   curvesSvg,
+  depthSvg,
   htmlTable,
-  imageGridHtml,
+  imageGridSvg,
   type LayerValue,
   perClassSvg,
   perLayerSvg,
   sideBySide,
+  wrapCaption,
 } from "../lib/report/figures.ts";
 import { escapeHtml } from "../lib/report/html.ts";
 import type { EpochRecord } from "../lib/train/checkpoint.ts";
 
-/** Elements without a closing tag in HTML (the image grid's `<img>`). */
-const HTML_VOID_ELEMENTS = new Set(["img", "br"]);
-
 /**
  * Throws unless `markup` is well-formed: every tag closed, in order; attribute values quoted;
- * no `<` or `&` outside a tag or a character reference. `voids` may stay open (HTML).
+ * no `<` or `&` outside a tag or a character reference.
  */
-function assertWellFormed(markup: string, voids: ReadonlySet<string> = new Set()): void {
+function assertWellFormed(markup: string): void {
   const tokens = /<(\/?)([A-Za-z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>|<|&(?!#\d+;|\w+;)/g;
   const open: string[] = [];
   for (const match of markup.matchAll(tokens)) {
@@ -32,7 +31,7 @@ function assertWellFormed(markup: string, voids: ReadonlySet<string> = new Set()
     assert.ok(name !== undefined, `Expected a tag or a character reference ${where}`);
     if (closing) {
       assert.equal(open.pop(), name, `Expected ${token} to close the last open tag ${where}`);
-    } else if (!selfClosing && !voids.has(name)) open.push(name);
+    } else if (!selfClosing) open.push(name);
   }
   assert.deepEqual(open, [], "Expected every tag to be closed");
 }
@@ -188,6 +187,42 @@ Deno.test("perLayerSvg() draws a line per network on a log scale, without Plot w
   for (const step of steps) assert.ok(Math.abs(step - steps[0]) < 1e-6, `steps ${steps}`);
 });
 
+Deno.test("depthSvg() draws train and test error per net: solid ResNets, dashed plain nets", () => {
+  const points = (base: number) =>
+    [1, 2, 3].map((epoch) => ({
+      epoch,
+      trainError: epoch === 1 && base > 0.5 ? null : base - 0.05 * epoch,
+      testError: base + 0.02 - 0.05 * epoch,
+    }));
+  const curves = [
+    { name: "plain-20", depth: 20, residual: false, points: points(0.5) },
+    { name: "ResNet-20", depth: 20, residual: true, points: points(0.45) },
+    { name: "plain-56", depth: 56, residual: false, points: points(0.6) },
+    { name: "ResNet-56", depth: 56, residual: true, points: points(0.4) },
+  ];
+  const { result: svg, warnings } = capturingWarnings(() => depthSvg(curves, "↓ train (%)"));
+  assert.deepEqual(warnings, []);
+  const doc = parseSvg(svg);
+  const panels = doc.querySelectorAll("svg > svg");
+  assert.equal(panels.length, 2);
+  for (const panel of panels) {
+    const lines = [...panel.querySelectorAll('[aria-label="line"]')];
+    assert.equal(lines.length, 2, "one mark for ResNets, one for plain nets");
+    assert.equal(lines[0].querySelectorAll("path").length, 2);
+    assert.equal(lines[0].getAttribute("stroke-dasharray"), null);
+    assert.equal(lines[1].getAttribute("stroke-dasharray"), "6 4");
+    assert.deepEqual(
+      texts(panel, '[aria-label="text"] text').sort(),
+      ["ResNet-20", "ResNet-56", "plain-20", "plain-56"],
+    );
+  }
+  assert.deepEqual(texts(doc, '[aria-label="y-axis label"]'), ["↓ train (%)", "↓ test error (%)"]);
+  // A colour per depth, shared by the plain net and the ResNet of that depth.
+  const strokes = [...panels[1].querySelectorAll('[aria-label="line"] path')]
+    .map((p) => p.getAttribute("stroke"));
+  assert.equal(new Set(strokes).size, 2);
+});
+
 Deno.test("sideBySide() places each panel one panel width to the right of the last", () => {
   const panel = '<svg width="10" height="5"><rect/></svg>';
   assert.equal(
@@ -198,26 +233,62 @@ Deno.test("sideBySide() places each panel one panel width to the right of the la
   );
 });
 
-Deno.test("imageGridHtml() shows each image as a scaled PNG with its escaped caption", async () => {
+Deno.test("imageGridSvg() places scaled images in rows with wrapped, escaped captions", async () => {
   const rgb = new Uint8Array(32 * 32 * 3).map((_, i) => (i * 37) % 256);
-  const html = await imageGridHtml([
+  const svg = await imageGridSvg([
     { rgb, caption: "cat → <dog>", color: "#c0392b" },
-    { rgb: rgb.slice().reverse(), caption: "ship" },
-  ], { columns: 2, scale: 2 });
-  assertWellFormed(html, HTML_VOID_ELEMENTS);
-  assert.match(html, /^<div style="display:grid;grid-template-columns:repeat\(2,68px\)">/);
+    { rgb, caption: "ship" },
+    { rgb, caption: "automobile automobile" },
+  ], { columns: 2, title: "Some <images>" });
+  const doc = parseSvg(svg);
+  const root = doc.documentElement;
+  // 2 columns of 96 px images plus a 6 px gap each; a 20 px title; rows of image + captions.
   assert.deepEqual(
-    [...html.matchAll(/<figcaption style="color:([^"]+)">([^<]*)<\/figcaption>/g)].map((
-      m,
-    ) => [m[1], m[2]]),
-    [["#c0392b", "cat → &#60;dog&#62;"], ["inherit", "ship"]],
+    ["width", "height"].map((a) => root.getAttribute(a)),
+    ["204", String(20 + (96 + 13 + 6) + (96 + 2 * 13 + 6))],
   );
-  const images = [...html.matchAll(/<img src="data:image\/png;base64,([^"]+)" ([^>]*)>/g)];
-  assert.equal(images.length, 2);
-  assert.match(images[0][2], /^width="64" height="64" style="image-rendering:pixelated/);
-  const png = decode(Uint8Array.from(atob(images[0][1]), (c) => c.charCodeAt(0)));
-  assert.deepEqual([png.width, png.height, png.channels], [32, 32, 3]);
+  const images = [...doc.querySelectorAll("image")];
+  assert.deepEqual(
+    images.map((image) => ["x", "y", "width"].map((a) => image.getAttribute(a))),
+    [["3", "20", "96"], ["105", "20", "96"], ["3", "135", "96"]],
+  );
+  assert.ok(images.every((image) => image.getAttribute("image-rendering") === "optimizeSpeed"));
+  const href = images[0].getAttribute("href") ?? "";
+  assert.match(href, /^data:image\/png;base64,/);
+  const png = decode(Uint8Array.from(atob(href.split(",")[1]), (c) => c.charCodeAt(0)));
   assert.deepEqual(new Uint8Array(png.data), rgb);
+  const captions = [...doc.querySelectorAll("text")].map((
+    t,
+  ) => [t.textContent, t.getAttribute("fill")]);
+  assert.deepEqual(captions, [
+    ["Some <images>", "currentColor"],
+    ["cat → <dog>", "#c0392b"],
+    ["ship", "currentColor"],
+    ["automobile", "currentColor"],
+    ["automobile", "currentColor"],
+  ]);
+  assert.ok(svg.includes("cat → &#60;dog&#62;"));
+});
+
+Deno.test("imageGridSvg() widens cells to cellWidth and centres the images in them", async () => {
+  const svg = await imageGridSvg([{ rgb: new Uint8Array(32 * 32 * 3), caption: "x" }], {
+    cellWidth: 200,
+  });
+  const doc = parseSvg(svg);
+  assert.equal(doc.documentElement.getAttribute("width"), "206");
+  assert.equal(doc.querySelector("image")?.getAttribute("x"), String(3 + (200 - 96) / 2));
+  assert.equal(doc.querySelector("text")?.getAttribute("x"), String(3 + 100));
+});
+
+Deno.test("wrapCaption() breaks at spaces within the width, and splits a longer word", () => {
+  assert.deepEqual(wrapCaption("cat: cat 45.0%, dog 30.0%", 10), [
+    "cat: cat",
+    "45.0%, dog",
+    "30.0%",
+  ]);
+  assert.deepEqual(wrapCaption("  a  b ", 10), ["a b"]);
+  assert.deepEqual(wrapCaption("x abcdefghij", 4), ["x", "abcd", "efgh", "ij"]);
+  assert.deepEqual(wrapCaption("", 4), []);
 });
 
 Deno.test("htmlTable() makes the first row the header and right-aligns formatted numbers", () => {

@@ -6,12 +6,14 @@ import { createOptimizer } from "../lib/train.ts";
 import {
   checkedNative,
   nativeKernelsEnabled,
+  packConvGeometry,
   RN_MOVING_AVERAGES,
 } from "../lib/backends/native/kernels.ts";
 import {
   type Backend,
   CONV_CASES,
   type ConvCase,
+  convGradients,
   expectConvGradientsMatchCpu,
   expectForwardCasesMatchCpu,
   expectOpGradientsMatchCpu,
@@ -43,7 +45,7 @@ function nativeTest(name: string, fn: (t: Deno.TestContext) => void | Promise<vo
 nativeTest("initBackend('native') runs the wasm backend with the native kernels on", async () => {
   assert.equal(started?.name, "native");
   assert.equal(tf.getBackend(), "wasm");
-  assert.match(started?.detail ?? "", /OpenBLAS/);
+  assert.match(started?.detail ?? "", /oneDNN/);
   assert.ok(nativeKernelsEnabled());
   await initBackend("wasm");
   assert.equal(nativeKernelsEnabled(), false, "choosing wasm turns the native kernels off");
@@ -390,13 +392,16 @@ nativeTest(
 
 // ------------------------------------------------ the binding's size checks
 
-/** A conv_t (kernels.c) from named fields: n, h, w, c, kh, kw, cout, sh, sw, pt, pl, ho, wo. */
+/**
+ * A conv_t (native/resnet_native.h) from its fields in order: n, h, w, c, kh, kw, cout, sh, sw,
+ * pt, pl, pb, pr, ho, wo.
+ */
 function geometry(fields: number[]): Int32Array {
   return Int32Array.from(fields);
 }
 
 /** 1 image of 4x4x2, a 3x3 filter to 4 channels, stride 1, padding 1: output 4x4x4. */
-const SAME_3X3 = [1, 4, 4, 2, 3, 3, 4, 1, 1, 1, 1, 4, 4];
+const SAME_3X3 = [1, 4, 4, 2, 3, 3, 4, 1, 1, 1, 1, 1, 1, 4, 4];
 
 // These fail before any C runs, so they hold with or without the library.
 Deno.test("checkedNative refuses a length that overruns its buffers, and the process goes on", () => {
@@ -469,24 +474,35 @@ Deno.test("checkedNative checks a convolution's geometry and every buffer agains
   const filter = new Float32Array(3 * 3 * 2 * 4);
   const y = new Float32Array(1 * 4 * 4 * 4);
   const bias = new Float32Array(4);
-  const withField = (i: number, value: number) => SAME_3X3.map((v, j) => j === i ? value : v);
+  const withFields = (fields: Record<number, number>) => SAME_3X3.map((v, j) => fields[j] ?? v);
+  const withField = (i: number, value: number) => withFields({ [i]: value });
   const cases: [Int32Array, Float32Array | null, string][] = [
     [geometry(withField(0, 1000)), bias, "expected x to hold n*h*w*c = 32000 floats"],
     [geometry(SAME_3X3), new Float32Array(3), "expected bias to hold cout = 4 floats"],
     [geometry(withField(6, 8)), bias, "expected filter to hold kh*kw*c*cout = 144 floats"],
-    [geometry(withField(11, 8)), bias, "expected the last output window to start inside"],
+    [
+      geometry(withField(13, 8)),
+      bias,
+      "expected an output of 4x4 from the 4x4 input, kernel 3x3, strides 1x1 and padding top 1, " +
+      "bottom 1, left 1, right 1 but found 8x4",
+    ],
+    [
+      geometry(withFields({ 9: 0, 11: 5, 13: 7 })),
+      bias,
+      "expected the last output window to start inside",
+    ],
     [geometry(withField(9, 3)), bias, "expected padding below the kernel size 3x3 but found top 3"],
     [
       geometry(withField(7, 0)),
       bias,
       "expected sh to be an integer in [1, 2147483647] but found 0",
     ],
-    [geometry(SAME_3X3.slice(0, 12)), bias, "expected a geometry of 13 int32 fields"],
+    [geometry(SAME_3X3.slice(0, 14)), bias, "expected a geometry of 15 int32 fields"],
   ];
   for (const [g, b, message] of cases) {
     assert.throws(() => checkedNative.conv2d(x, filter, b, y, g, 0), (error: Error) => {
       assert.ok(error instanceof RangeError, String(error));
-      assert.ok(error.message.startsWith("native rn_conv2d: "), error.message);
+      assert.ok(error.message.startsWith("native rn_dnnl_conv2d: "), error.message);
       assert.ok(error.message.includes(message), `${error.message} lacks ${message}`);
       return true;
     });
@@ -495,18 +511,77 @@ Deno.test("checkedNative checks a convolution's geometry and every buffer agains
   assert.throws(
     () => checkedNative.conv2dBackpropInput(new Float32Array(3), filter, x, geometry(SAME_3X3)),
     {
-      message: "native rn_conv2d_backprop_input: expected dy to hold n*ho*wo*cout = 64 floats " +
+      message:
+        "native rn_dnnl_conv2d_backprop_input: expected dy to hold n*ho*wo*cout = 64 floats " +
         "(256 bytes) but found 12 bytes",
     },
   );
   assert.throws(
     () => checkedNative.conv2dBackpropFilter(x, y, new Float32Array(1), geometry(SAME_3X3)),
     {
-      message: "native rn_conv2d_backprop_filter: expected dfilter to hold kh*kw*c*cout = 72 " +
+      message:
+        "native rn_dnnl_conv2d_backprop_filter: expected dfilter to hold kh*kw*c*cout = 72 " +
         "floats (288 bytes) but found 4 bytes",
     },
   );
+  assert.throws(
+    () =>
+      checkedNative.gemmConv2dBackpropFilter(new Float32Array(2), y, filter, geometry(SAME_3X3)),
+    {
+      message: "native rn_gemm_conv2d_backprop_filter: expected x to hold n*h*w*c = 32 floats " +
+        "(128 bytes) but found 8 bytes",
+    },
+  );
 });
+
+Deno.test("checkedNative.sgemmGflops() checks its sizes and library before C runs", () => {
+  assert.throws(() => checkedNative.sgemmGflops(64, 0, 64, 0, 3), {
+    name: "RangeError",
+    message: "native rn_sgemm_gflops: expected n to be an integer in [1, 2147483647] but found 0",
+  });
+  assert.throws(() => checkedNative.sgemmGflops(64, 64, 64.5, 1, 3), {
+    message:
+      "native rn_sgemm_gflops: expected k to be an integer in [1, 2147483647] but found 64.5",
+  });
+  assert.throws(() => checkedNative.sgemmGflops(64, 64, 64, 2, 3), {
+    message:
+      "native rn_sgemm_gflops: expected library to be 0 (OpenBLAS) or 1 (oneDNN) but found 2",
+  });
+});
+
+nativeTest("checkedNative.sgemmGflops() measures both libraries' SGEMM", () => {
+  for (const library of [0, 1]) {
+    const gflops = checkedNative.sgemmGflops(96, 80, 72, library, 2);
+    assert.ok(Number.isFinite(gflops) && gflops > 0, `library ${library}: ${gflops} GFLOP/s`);
+  }
+});
+
+nativeTest(
+  "both native filter gradients, oneDNN's and im2col + SGEMM, match the cpu backend",
+  async (t) => {
+    for (const c of CONV_CASES) {
+      const info = tf.backend_util.computeConv2DInfo(c.x, c.filter, c.strides, 1, c.pad);
+      const g = packConvGeometry(info);
+      if (g === null) continue; // padding as wide as the kernel: the wasm kernels take it
+      await t.step(c.name, async () => {
+        const [, dFilterCpu] = await convGradients("cpu", c);
+        const x = pseudoRandom(c.x, 1);
+        const dy = pseudoRandom(info.outShape, 3);
+        const errors = [checkedNative.conv2dBackpropFilter, checkedNative.gemmConv2dBackpropFilter]
+          .map((run) => {
+            const dFilter = new Float32Array(dFilterCpu.length);
+            assert.equal(run(x, dy, dFilter, g), 0);
+            return relativeError(dFilter, dFilterCpu);
+          });
+        console.log(
+          `    ${c.name}: oneDNN ${errors[0].toExponential(1)}, ` +
+            `GEMM ${errors[1].toExponential(1)}`,
+        );
+        for (const e of errors) assert.ok(e <= GRADIENT_TOLERANCE, `relative error ${e}`);
+      });
+    }
+  },
+);
 
 nativeTest("checkedNative passes consistent calls through to the library", () => {
   const y = new Float32Array(4);

@@ -31,20 +31,33 @@ import {
 import {
   chooseNotebookPlan,
   configRows,
+  EPOCH_TEST_IMAGES,
+  epochsForBudget,
   findCifar10Source,
+  fitEpochs,
+  MAX_EPOCHS,
+  NOTEBOOK_BUDGET_SECONDS,
   trainLimitForBudget,
+  withoutMachinePaths,
 } from "../lib/notebook/plan.ts";
+import { depthSummary, loadDepthResults } from "../lib/notebook/depth.ts";
+import { keepForLaterCells } from "../lib/notebook/keep.ts";
+import { PRESETS } from "../lib/train/config.ts";
 import { declarationSource, highlightTypeScript } from "../lib/notebook/source.ts";
 import { Rng } from "../lib/train/rng.ts";
 import { evaluate } from "../lib/train.ts";
 import { checkNotebook, REQUIRED_FIGURES } from "../tools/check_notebook.ts";
 import {
   absolutizeImports,
+  cellSource,
   NOTEBOOK,
+  notebookEnv,
   runCellsHeadless,
+  topLevelNames,
   withFinalNewlines,
+  withOutputs,
 } from "../tools/notebook.ts";
-import { recordsOf, repeatRecords } from "./support/cifar10_fixture.ts";
+import { writeSyntheticCifar } from "./support/synthetic_cifar_folder.ts";
 import { syntheticSplit } from "./support/synthetic.ts";
 
 await initBackend("cpu");
@@ -52,20 +65,12 @@ await initBackend("cpu");
 const NOTEBOOK_PATH = new URL(`../${NOTEBOOK}`, import.meta.url).pathname;
 
 /**
- * An offline stand-in for `cifar-10-batches-bin` of the real size (10,000 records a file, as
- * `loadCifar10()` requires): each training batch repeats 60 synthetic images, the test batch 100.
+ * The depth cell shows its figure once `deno task experiment:depth`'s results are committed
+ * (`docs/depth/results.json`); until then a smoke run may leave it out, and only then.
  */
-async function writeSyntheticCifar(dir: string): Promise<void> {
-  const folder = join(dir, "cifar-10-batches-bin");
-  await Deno.mkdir(folder, { recursive: true });
-  for (let k = 1; k <= 5; k++) {
-    const records = repeatRecords(recordsOf(syntheticSplit(60, k)));
-    await Deno.writeFile(join(folder, `data_batch_${k}.bin`), records);
-  }
-  const test = repeatRecords(recordsOf(syntheticSplit(100, 9)));
-  await Deno.writeFile(join(folder, "test_batch.bin"), test);
-  await Deno.writeTextFile(join(folder, "batches.meta.txt"), CIFAR10_CLASSES.join("\n") + "\n");
-}
+const smokeCheckOptions = {
+  optionalFigures: (await loadDepthResults()) === null ? ["depth"] : [],
+};
 
 Deno.test({
   name: "the notebook's code cells run in order in the smoke configuration and show every figure",
@@ -82,7 +87,7 @@ Deno.test({
         0,
         `the cells failed; generated module ${run.modulePath}:\n${run.output.slice(-4000)}`,
       );
-      assert.deepEqual(checkNotebook(run.executed), []);
+      assert.deepEqual(checkNotebook(run.executed, undefined, undefined, smokeCheckOptions), []);
       assert.match(
         run.output,
         /Test Loss: \d+\.\d{4}, Test Accuracy: \d+\.\d\d%\n\(on 100 test images/,
@@ -102,6 +107,128 @@ Deno.test("the committed notebook names every required figure once, in order", a
   assert.equal(notebook.metadata.kernelspec.name, "deno");
 });
 
+/** The article's headings, in its order, with the level each has in the notebook. */
+const ARTICLE_HEADINGS: readonly (readonly [string, string])[] = [
+  ["##", "前言"],
+  ["##", "一、图像分类的基本概念"],
+  ["###", "(一)图像分类的定义"],
+  ["###", "(二)图像分类的应用场景"],
+  ["##", "二、ResNet架构的理论基础"],
+  ["###", "(一)残差学习(Residual Learning)"],
+  ["###", "(二)ResNet架构"],
+  ["###", "(三)ResNet的优势"],
+  ["##", "三、代码实现"],
+  ["###", "(一)环境准备"],
+  ["###", "(二)加载数据集"],
+  ["###", "(三)定义ResNet模型"],
+  ["###", "(四)训练模型"],
+  ["###", "(五)评估模型"],
+  ["##", "四、总结"],
+];
+
+/** The markdown headings of a notebook, `[level, text]`, outside fenced code. */
+function markdownHeadings(notebook: { cells: { cell_type: string; source: string | string[] }[] }) {
+  return notebook.cells.filter((cell) => cell.cell_type === "markdown").flatMap((cell) => {
+    let fenced = false;
+    return cellSource(cell).split("\n").flatMap((line) => {
+      if (line.startsWith("```")) fenced = !fenced;
+      const match = fenced ? null : /^(#{1,6}) (.+)$/.exec(line);
+      return match === null ? [] : [[match[1], match[2]] as const];
+    });
+  });
+}
+
+Deno.test("the notebook's headings are the article's, in its order, beside English; additions are marked", async () => {
+  const notebook = JSON.parse(await Deno.readTextFile(NOTEBOOK_PATH));
+  const headings = markdownHeadings(notebook);
+  assert.equal(headings[0][0], "#", "a title first");
+  const additions = headings.filter(([, text]) => text.startsWith("附加 / Addition: "));
+  assert.ok(additions.length > 0);
+  const article = headings.slice(1).filter((heading) => !additions.includes(heading));
+  assert.deepEqual(
+    article.map(([level, text]) => [level, text.split(" · ")[0]]),
+    ARTICLE_HEADINGS.map(([level, text]) => [level, text]),
+  );
+  for (const [, text] of article) assert.match(text, / · [A-Z][a-z]/, `${text}: English beside it`);
+});
+
+Deno.test("the notebook's markdown states no number the run decides, and no cell reads tensors synchronously", async () => {
+  const notebook = JSON.parse(await Deno.readTextFile(NOTEBOOK_PATH));
+  const cells = notebook.cells as { cell_type: string; source: string[] }[];
+  const markdown = cells.filter((c) => c.cell_type === "markdown").map(cellSource).join("\n");
+  for (
+    const stale of [
+      /a few thousand/,
+      /about (five|ten|\d+) minutes/,
+      /\d+(\.\d+)? ?% (test )?accuracy/,
+    ]
+  ) {
+    assert.doesNotMatch(markdown, stale);
+  }
+  const code = cells.filter((c) => c.cell_type === "code").map(cellSource).join("\n");
+  assert.doesNotMatch(code, /\b(arraySync|dataSync)\(/);
+});
+
+Deno.test("topLevelNames() lists what a cell declares for later cells, not types", () => {
+  const cell =
+    'import * as tf from "@tensorflow/tfjs";\nimport {\n  a,\n  type B,\n  c as d,\n} from "./x.ts";\n' +
+    'import type { E } from "./e.ts";\nconst { f, g: [h, , i], j = 1, ...k } = l;\nlet m = 1;\n' +
+    "async function n() {}\nclass O {}\nif (m) {\n  const inner = 2;\n}\n";
+  assert.deepEqual(topLevelNames(cell), ["tf", "a", "d", "f", "h", "i", "j", "k", "m", "n", "O"]);
+});
+
+Deno.test("keepForLaterCells() disposes what the same name kept before, not the value itself", () => {
+  const first = tf.scalar(1);
+  keepForLaterCells("keep test", first);
+  keepForLaterCells("keep test", first);
+  assert.equal(first.isDisposed, false);
+  const second = keepForLaterCells("keep test", tf.scalar(2));
+  assert.equal(first.isDisposed, true);
+  second.dispose();
+});
+
+Deno.test("loadDepthResults() reads the committed results; depthSummary() says what they show", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    assert.equal(await loadDepthResults(root), null, "no results yet");
+    const net = (depth: number, residual: boolean, trainErrors: number[]) => ({
+      arch: `${residual ? "resnet" : "plain"}${depth}`,
+      depth,
+      residual,
+      records: trainErrors.map((trainError, i) => ({ epoch: i + 1, trainError, testError: 0.5 })),
+    });
+    const results = {
+      complete: true,
+      models: [
+        net(20, false, [0.5, 0.2]),
+        net(56, false, [0.6, 0.3]),
+        net(20, true, [0.5, 0.2]),
+        net(56, true, [0.5, 0.1]),
+      ],
+    };
+    await Deno.mkdir(join(root, "docs/depth"), { recursive: true });
+    await Deno.writeTextFile(join(root, "docs/depth/results.json"), JSON.stringify(results));
+    const loaded = (await loadDepthResults(root))!;
+    assert.deepEqual(loaded, results);
+    assert.equal(
+      depthSummary(loaded),
+      "plain: training error 20.0 % at 20 layers, 30.0 % at 56 layers: higher at the " +
+        "deepest than at the shallowest.\nresidual: training error 20.0 % at 20 layers, 10.0 % at 56 " +
+        "layers: lower at the deepest than at the shallowest.",
+    );
+    assert.match(
+      depthSummary({ ...results, complete: false }),
+      /\n\(The experiment is not complete/,
+    );
+    await Deno.writeTextFile(join(root, "docs/depth/results.json"), '{"models":[{"arch":"vgg"}]}');
+    await assert.rejects(() => loadDepthResults(root), {
+      message: /^Expected docs\/depth\/results.json to list "models", each with depth, residual/,
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("checkNotebook() reports errors, unexecuted cells and missing figures", () => {
   const cell = (
     figure: string[] | undefined,
@@ -114,19 +241,22 @@ Deno.test("checkNotebook() reports errors, unexecuted cells and missing figures"
     outputs,
     source: "",
   });
-  const svg = { output_type: "display_data", data: { "image/svg+xml": ["<svg>", "</svg>"] } };
+  const png = {
+    output_type: "display_data",
+    data: { "image/png": ["iVBORw0K", "Ggo=\n"], "text/plain": "a figure" },
+  };
   const notebook = {
     nbformat: 4,
     metadata: { kernelspec: { name: "deno" } },
     cells: [
-      cell(["a"], [svg], 1),
+      cell(["a"], [png], 1),
       cell(["b"], [{ output_type: "stream", name: "stdout", text: "no figure" }], 2),
       cell(undefined, [{ output_type: "error", ename: "TypeError", evalue: "x is undefined" }], 3),
       cell(undefined, [], null),
     ],
   };
   assert.deepEqual(checkNotebook(notebook, ["a", "b", "c"], []), [
-    "Expected cell 1 (b) to show 1 SVG or HTML output(s) but found 0",
+    "Expected cell 1 (b) to show 1 image or HTML output(s) but found 0",
     "cell 2 failed: TypeError: x is undefined",
     "Expected cell 3 to have been executed but its execution_count is null",
     'Expected a cell with figure "c" but found none',
@@ -164,6 +294,30 @@ Deno.test("absolutizeImports() resolves relative imports from the notebook's fol
     'import { a } from "file:///repo/lib/a.ts";\nimport * as tf from "@tensorflow/tfjs";\n' +
       'const m = await import("file:///repo/notebooks/b.ts");\nconst s = "../lib/a.ts";',
   );
+});
+
+Deno.test("withOutputs() numbers the code cells and keeps each display's metadata", () => {
+  const notebook = {
+    cells: [
+      { cell_type: "markdown", source: "# A" },
+      { cell_type: "code", source: "a" },
+      { cell_type: "code", source: "b" },
+    ],
+  };
+  const png = { "image/png": "iVBORw0KGgo=", "text/plain": "a figure" };
+  const executed = withOutputs(notebook, {
+    displays: { 1: [{ data: png, metadata: { "image/png": { width: 3, height: 2 } } }] },
+    stdout: { 2: "b\n" },
+  });
+  assert.deepEqual(executed.cells.map((cell) => [cell.execution_count, cell.outputs]), [
+    [undefined, undefined],
+    [1, [{
+      output_type: "display_data",
+      data: png,
+      metadata: { "image/png": { width: 3, height: 2 } },
+    }]],
+    [2, [{ output_type: "stream", name: "stdout", text: "b\n" }]],
+  ]);
 });
 
 Deno.test("withFinalNewlines() ends every non-empty cell with a newline, as lines", () => {
@@ -219,18 +373,47 @@ Deno.test("JupyterSink sends display_data, then update_display_data with the sam
   ]);
 });
 
-Deno.test("findCifar10Source() prefers $CIFAR10_DATA and keeps downloads in the repository's data/", () => {
-  const previous = Deno.env.get("CIFAR10_DATA");
+Deno.test("findCifar10Source() prefers $CIFAR10_DATA, else the repository's data/ (cache or download)", () => {
   const root = new URL("../data", import.meta.url).pathname;
+  assert.deepEqual(findCifar10Source("/somewhere/cifar-10-binary.tar.gz"), {
+    options: { source: "/somewhere/cifar-10-binary.tar.gz", root },
+    description: "$CIFAR10_DATA (cifar-10-binary.tar.gz)",
+  });
+  const fallback = findCifar10Source("");
+  assert.deepEqual(fallback.options, { root });
+  assert.match(
+    fallback.description,
+    /^(the cache in data\/cifar-10-batches-bin|the official archive)/,
+  );
+  assert.ok(!fallback.description.includes(root), "no machine path in what the notebook prints");
+});
+
+Deno.test("withoutMachinePaths() shows paths relative to the repository and names $CIFAR10_DATA", () => {
+  const root = new URL("../", import.meta.url);
+  assert.equal(
+    withoutMachinePaths(
+      `from ${root.pathname}node_modules/x and ${root.href}native/y.so`,
+      undefined,
+    ),
+    "from node_modules/x and native/y.so",
+  );
+  assert.equal(
+    withoutMachinePaths("Reading /mnt/data/c.tar.gz", "/mnt/data/c.tar.gz"),
+    "Reading $CIFAR10_DATA",
+  );
+});
+
+Deno.test("notebookEnv() passes the shared archive as $CIFAR10_DATA only when it exists and none is set", async () => {
+  const previous = Deno.env.get("CIFAR10_DATA");
+  const file = await Deno.makeTempFile({ suffix: ".tar.gz" });
   try {
-    Deno.env.set("CIFAR10_DATA", "/somewhere/cifar-10-binary.tar.gz");
-    assert.deepEqual(findCifar10Source(), {
-      options: { source: "/somewhere/cifar-10-binary.tar.gz", root },
-      description: "$CIFAR10_DATA = /somewhere/cifar-10-binary.tar.gz",
-    });
     Deno.env.delete("CIFAR10_DATA");
-    assert.equal(findCifar10Source().options.root, root);
+    assert.deepEqual(notebookEnv(true, file), { RESNET_CIFAR_SMOKE: "1", CIFAR10_DATA: file });
+    assert.deepEqual(notebookEnv(false, `${file}.absent`), {});
+    Deno.env.set("CIFAR10_DATA", "/elsewhere");
+    assert.deepEqual(notebookEnv(false, file), {}, "the variable already set wins");
   } finally {
+    await Deno.remove(file);
     if (previous === undefined) Deno.env.delete("CIFAR10_DATA");
     else Deno.env.set("CIFAR10_DATA", previous);
   }
@@ -251,6 +434,11 @@ Deno.test("declarationSource() cuts an export with its JSDoc out of lib/model.ts
   const stages = declarationSource(text, "RESNET18_STAGES");
   assert.match(stages, /^\/\*\* ResNet-18's four stages/);
   assert.match(stages, /\n\];$/);
+  const train = await Deno.readTextFile(new URL("../lib/train.ts", import.meta.url));
+  assert.match(
+    declarationSource(train, "inferBatches"),
+    /\nexport async function\* inferBatches\(/,
+  );
   assert.throws(() => declarationSource(text, "VGG16"), {
     message: "Expected an exported declaration of VGG16 but found none",
   });
@@ -259,47 +447,78 @@ Deno.test("declarationSource() cuts an export with its JSDoc out of lib/model.ts
 Deno.test("highlightTypeScript() escapes the code and colours comments, strings, keywords", () => {
   const html = highlightTypeScript('// a < b\nconst s = "<x>";');
   assert.ok(!html.includes("<x>"));
-  assert.match(html, /<span style="color:#6a737d">\/\/ a &#60; b<\/span>/);
-  assert.match(html, /<span style="color:#d73a49">const<\/span>/);
-  assert.match(html, /<span style="color:#032f62">&#34;&#60;x&#62;&#34;<\/span>/);
+  assert.match(html, /<font color="#6a737d">\/\/ a &#60; b<\/font>/);
+  assert.match(html, /<font color="#d73a49">const<\/font>/);
+  assert.match(html, /<font color="#032f62">&#34;&#60;x&#62;&#34;<\/font>/);
 });
 
-Deno.test("chooseNotebookPlan() picks by backend and sizes the wasm run from the measured speed", async () => {
+Deno.test("chooseNotebookPlan() trains the fast preset on all images on a CPU, the article's settings on a GPU", () => {
+  const native = chooseNotebookPlan({ name: "native", detail: "" }, { smoke: false });
+  assert.deepEqual(
+    native.config,
+    makeConfig({
+      ...PRESETS.fast,
+      trainLimit: null,
+      testLimit: EPOCH_TEST_IMAGES,
+      backend: "native",
+    }),
+  );
+  assert.equal(native.fitEpochs, true);
+  assert.equal(native.finalTestLimit, null);
+  const gpu = chooseNotebookPlan({ name: "webgpu", detail: "GPU" }, { smoke: false });
+  assert.deepEqual(gpu.config, makeConfig({ backend: "webgpu" }));
+  assert.equal(gpu.fitEpochs, false);
+  const article = chooseNotebookPlan({ name: "wasm", detail: "" }, {
+    smoke: false,
+    articleSettings: true,
+  });
+  assert.deepEqual(article.config, makeConfig({ backend: "wasm" }));
+  const smoke = chooseNotebookPlan({ name: "wasm", detail: "" }, {
+    smoke: true,
+    articleSettings: true,
+  });
+  assert.deepEqual([smoke.config.epochs, smoke.config.trainLimit, smoke.fitEpochs], [
+    1,
+    200,
+    false,
+  ]);
+  const cpu = chooseNotebookPlan({ name: "cpu", detail: "" }, { smoke: false });
+  assert.equal(cpu.config.trainLimit, 200);
+});
+
+Deno.test("epochsForBudget() fits whole epochs of 50,000 images in what the budget leaves", () => {
+  const speed = { trainImagesPerSecond: 400, testImagesPerSecond: 800 };
+  // After training: 20 s + 2 x 10,000 / 800 = 45 s; 0.92 x (660 - 45) = 565.8 s for epochs of
+  // 50,000 / 400 + 2,000 / 800 = 127.5 s: 4 epochs.
+  assert.deepEqual(epochsForBudget(660, speed), {
+    epochs: 4,
+    trainImages: 50_000,
+    trainingSeconds: 510,
+    afterTrainingSeconds: 45,
+  });
+  assert.equal(epochsForBudget(1e6, speed).epochs, MAX_EPOCHS);
+  const slow = epochsForBudget(600, { trainImagesPerSecond: 50, testImagesPerSecond: 200 });
+  assert.equal(slow.epochs, 1);
+  assert.ok(slow.trainImages < 50_000 && slow.trainImages % 500 === 0, `${slow.trainImages}`);
+});
+
+Deno.test("fitEpochs() measures once and sizes the epochs; a fixed plan is kept as it is", async () => {
   const measured: number[] = [];
   const measure = (config: { width: number }) => {
     measured.push(config.width);
-    return Promise.resolve(40);
+    return Promise.resolve({ trainImagesPerSecond: 400, testImagesPerSecond: 800 });
   };
-  const wasm = await chooseNotebookPlan({ name: "wasm", detail: "" }, { smoke: false, measure });
-  assert.deepEqual(measured, [8]);
-  assert.deepEqual(
-    wasm.config,
-    makeConfig({ width: 8, epochs: 4, trainLimit: 2000, testLimit: 2000, backend: "wasm" }),
+  const plan = chooseNotebookPlan({ name: "native", detail: "" }, { smoke: false });
+  const fit = await fitEpochs(plan, { elapsedSeconds: NOTEBOOK_BUDGET_SECONDS - 660, measure });
+  assert.deepEqual(measured, [16]);
+  assert.deepEqual(fit.config, makeConfig({ ...plan.config, epochs: 4 }));
+  assert.match(
+    fit.reason,
+    /native trains this network at 400 images\/s .* so 4 epoch\(s\) of 50,000 images/,
   );
-  assert.match(wasm.reason, /trains at 40 images\/s here \(just measured\)/);
-  assert.equal(wasm.finalTestLimit, null);
-
-  const gpu = await chooseNotebookPlan({ name: "webgpu", detail: "GPU" }, {
-    smoke: false,
-    measure,
-  });
-  assert.deepEqual(gpu.config, makeConfig({ backend: "webgpu" }));
-  const article = await chooseNotebookPlan({ name: "wasm", detail: "" }, {
-    smoke: false,
-    articleSettings: true,
-    measure,
-  });
-  assert.deepEqual(article.config, makeConfig({ backend: "wasm" }));
-  const smoke = await chooseNotebookPlan({ name: "wasm", detail: "" }, {
-    smoke: true,
-    articleSettings: true,
-    measure,
-  });
-  assert.equal(smoke.config.epochs, 1);
-  assert.equal(smoke.config.trainLimit, 200);
-  const cpu = await chooseNotebookPlan({ name: "cpu", detail: "" }, { smoke: false, measure });
-  assert.equal(cpu.config.trainLimit, 200);
-  assert.deepEqual(measured, [8], "only the wasm plan measures");
+  const smoke = chooseNotebookPlan({ name: "native", detail: "" }, { smoke: true });
+  assert.equal((await fitEpochs(smoke, { elapsedSeconds: 0, measure })).config, smoke.config);
+  assert.deepEqual(measured, [16], "a fixed plan measures nothing");
 });
 
 Deno.test("trainLimitForBudget() rounds down to 500s between 1,000 and 50,000", () => {
@@ -307,6 +526,11 @@ Deno.test("trainLimitForBudget() rounds down to 500s between 1,000 and 50,000", 
   assert.equal(trainLimitForBudget(35, 300, 4), 2500);
   assert.equal(trainLimitForBudget(1, 300, 4), 1000);
   assert.equal(trainLimitForBudget(5000, 300, 4), 50_000);
+});
+
+Deno.test("configRows() shows a note instead of a value where given", () => {
+  const rows = configRows(makeConfig({ epochs: 3 }), { epochs: "later" });
+  assert.deepEqual(rows.find((r) => r[0] === "epochs"), ["epochs", "later", "10"]);
 });
 
 Deno.test("configRows() lists every setting next to the article's", () => {

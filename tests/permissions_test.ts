@@ -25,6 +25,8 @@ const QUERIES: Record<string, Deno.PermissionDescriptor> = {
   "write ./lib": { name: "write", path: "./lib" },
   "env HOME": { name: "env", variable: "HOME" },
   "env PATH": { name: "env", variable: "PATH" },
+  "env OPENBLAS_CORETYPE": { name: "env", variable: "OPENBLAS_CORETYPE" },
+  "env OPENBLAS_L2_SIZE": { name: "env", variable: "OPENBLAS_L2_SIZE" },
   "net www.cs.toronto.edu:443": { name: "net", host: "www.cs.toronto.edu:443" },
   "net 127.0.0.1:8000": { name: "net", host: "127.0.0.1:8000" },
   "net example.com:443": { name: "net", host: "example.com:443" },
@@ -48,9 +50,28 @@ const GRANTED: Record<(typeof TASKS)[number], string[]> = {
     "ffi the library",
     "sys hostname",
   ],
-  bench: ["read ./node_modules", "run /usr/bin/python3", "ffi the library", "sys cpus"],
+  // The two OpenBLAS settings, which the bench reports beside its SGEMM figures.
+  bench: [
+    "read ./node_modules",
+    "env OPENBLAS_CORETYPE",
+    "env OPENBLAS_L2_SIZE",
+    "run /usr/bin/python3",
+    "ffi the library",
+    "sys cpus",
+  ],
   predict: ["read ./node_modules", "read ./runs/a", "ffi the library"],
   serve: ["read ./node_modules", "read ./runs/a", "read ./web/index.html", "net 127.0.0.1:8000"],
+  // The depth experiment trains as the trainer does: the same grants.
+  "experiment:depth": [
+    "read ./node_modules",
+    "read ./runs/a",
+    "read ./data/a",
+    "write ./runs/a",
+    "write ./data/a",
+    "net www.cs.toronto.edu:443",
+    "ffi the library",
+    "sys hostname",
+  ],
 };
 
 /**
@@ -145,11 +166,15 @@ Deno.test("taskArgs() refuses a path with a comma, which --allow-read would spli
   );
 });
 
-Deno.test("deno task train, bench, predict and serve start through bin/task.ts", async () => {
+Deno.test("deno task train, bench, predict, serve and experiment:depth start through bin/task.ts", async () => {
   const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
   for (const task of TASKS) {
     assert.match(config.tasks[task], new RegExp(`deno run --allow-run bin/task\\.ts ${task}$`));
   }
+  // A task's entry point is named for it, ":" written "_".
+  const depth = taskArgs("experiment:depth", ["--epochs", "1"]);
+  assert.ok(depth.at(-3)?.endsWith("/bin/experiment_depth.ts"), depth.join(" "));
+  assert.ok(depth.includes("-P=experiment:depth"));
 });
 
 Deno.test("taskArgs() grants connecting to the host of a URL the user names, and no other", () => {

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backends/init.ts";
-import { resnet18 } from "../lib/model.ts";
+import { architecture, buildModel, resnet18 } from "../lib/model.ts";
 import { decodeSafetensors, encodeSafetensors, type NamedArray } from "../lib/io/safetensors.ts";
 import {
   exportTorchSafetensors,
@@ -136,6 +136,22 @@ Deno.test("loadTorchStateDict() lists every missing, unexpected and misshapen te
     narrow.dispose();
     noBias.dispose();
     wide.dispose();
+  }
+});
+
+Deno.test("toTorchStateDict() and loadTorchStateDict() refuse an arch other than resnet18", async () => {
+  const model = buildModel(architecture("resnet20"), { width: 2 });
+  const article = resnet18({ width: 2 });
+  try {
+    const message =
+      "Expected the article's resnet18 (the one model with a PyTorch peer to carry weights to " +
+      "and from) but found a model named resnet20";
+    await assert.rejects(toTorchStateDict(model), { message });
+    const state = await toTorchStateDict(article);
+    assert.throws(() => loadTorchStateDict(model, state, "w.safetensors"), { message });
+  } finally {
+    model.dispose();
+    article.dispose();
   }
 });
 

@@ -328,6 +328,25 @@ Deno.test("deno task train refuses an existing run, a folder that is not a run, 
   }
 });
 
+Deno.test("deno task train --resume --arch of another network stops before any work, naming both", async () => {
+  const out = `runs/test-arch-${crypto.randomUUID().slice(0, 8)}`;
+  const path = (name = "") => new URL(`${out}/${name}`, ROOT);
+  try {
+    // A run as far as the folder check looks (its checkpoint is not read before the refusal).
+    await Deno.mkdir(path(), { recursive: true });
+    const config = makeConfig({ arch: "plain20", width: 2 });
+    await Deno.writeTextFile(path("config.json"), JSON.stringify(config));
+    await Deno.writeFile(path("checkpoint.safetensors"), new Uint8Array(8));
+    assert.equal(
+      await refusedBeforeWork(["--resume", "--arch", "resnet20", "--out", out]),
+      `error: --arch: expected plain20 (the network of the run in ${out}) but found resnet20; ` +
+        `train it in a new --out, or start this one over with --restart (see --help)`,
+    );
+  } finally {
+    await Deno.remove(path(), { recursive: true }).catch(() => {});
+  }
+});
+
 Deno.test("deno task train --resume of a run killed during its first checkpoint says so and cleans up", async () => {
   const out = `runs/test-first-${crypto.randomUUID().slice(0, 8)}`;
   const path = (name = "") => new URL(`${out}/${name}`, ROOT);

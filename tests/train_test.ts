@@ -145,6 +145,29 @@ Deno.test("train() stops on a NaN loss and keeps the last good checkpoint byte f
   }
 });
 
+Deno.test("--resume after 2 Adam steps gives the uninterrupted run's weights (beta2^t by product, not pow)", async () => {
+  // 0.999^3 as two float32 products differs from float32 pow(0.999, 3) in its last bit; tfjs's
+  // Adam.setWeights() uses pow, so the checkpoint restores the product.
+  const dir = await Deno.makeTempDir();
+  try {
+    const config = makeConfig({ ...small, batchSize: 48, arch: "resnet8" });
+    const full = await train({ config, data, runDir: `${dir}/full` });
+    const stop = (r: { epoch: number }) => {
+      if (r.epoch === 1) throw new Error("killed");
+    };
+    await assert.rejects(
+      train({ config, data, runDir: `${dir}/cut`, callbacks: { onEpochEnd: stop } }),
+      { message: "killed" },
+    );
+    const resumed = await train({ config, data, runDir: `${dir}/cut`, resume: true });
+    const [a, b] = [await weightsOf(full.model), await weightsOf(resumed.model)];
+    a.forEach((w, i) => assert.deepEqual(b[i], w, `weight ${full.model.weights[i].originalName}`));
+    [full.model, resumed.model].forEach((m) => m.dispose());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("restoreCheckpoint() refuses a checkpoint of another width, listing what did not fit", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -162,6 +185,38 @@ Deno.test("restoreCheckpoint() refuses a checkpoint of another width, listing wh
     );
     wider.dispose();
     optimizer.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() refuses to resume a run with another --arch, before loading any weight", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const plain = { ...small, arch: "plain8" as const, epochs: 1 };
+    const run = await train({ config: makeConfig(plain), data, runDir: dir });
+    assert.equal(run.model.name, "plain8");
+    run.model.dispose();
+    const config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+    assert.equal(config.arch, "plain8");
+    await assert.rejects(
+      train({
+        config: makeConfig({ ...plain, arch: "resnet8", epochs: 2 }),
+        data,
+        runDir: dir,
+        resume: true,
+      }),
+      { message: `Cannot resume ${dir}: arch was plain8, now resnet8` },
+    );
+    // The same arch continues.
+    const resumed = await train({
+      config: makeConfig({ ...plain, epochs: 2 }),
+      data,
+      runDir: dir,
+      resume: true,
+    });
+    assert.deepEqual(resumed.history.map((r) => r.epoch), [1, 2]);
+    resumed.model.dispose();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

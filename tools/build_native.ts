@@ -1,7 +1,10 @@
 /**
- * `deno task build:native`: compiles `native/kernels.c` into
- * `native/build/libresnet_native.so`, the library of the `native` backend,
- * linked to the system's OpenBLAS (Debian: `apt-get install gcc libopenblas0`).
+ * `deno task build:native`: compiles `native/kernels.c` and `native/onednn.c`
+ * into `native/build/libresnet_native.so`, the library of the `native`
+ * backend, linked to the system's OpenBLAS and oneDNN (Debian:
+ * `apt-get install gcc libopenblas0 libdnnl-dev`). oneDNN's flags come from
+ * `pkg-config --cflags --libs dnnl` where pkg-config knows it, else the
+ * standard paths (`dnnl.h` on the include path, `-ldnnl`).
  *
  * Rebuilds only when the source or this file (the flags) is newer than the
  * library (or with `--force`), so the train, bench and test tasks run it first at no cost.
@@ -11,13 +14,17 @@
  * With `--optional`, a failed build prints why and exits 0 (the `auto`
  * backend then uses wasm); without it, it exits 1.
  *
- * Environment: `CC` picks the compiler (default `cc`).
+ * Environment: `CC` picks the compiler (default `cc`; gcc and clang both work).
  *
  * @module
  */
 import { fileURLToPath } from "node:url";
 
-const SOURCE = fileURLToPath(new URL("../native/kernels.c", import.meta.url));
+/** The C sources, and the header they share (a change to any rebuilds). */
+const SOURCES = ["kernels.c", "onednn.c"].map((name) =>
+  fileURLToPath(new URL(`../native/${name}`, import.meta.url))
+);
+const HEADER = fileURLToPath(new URL("../native/resnet_native.h", import.meta.url));
 const OUTPUT = fileURLToPath(new URL("../native/build/libresnet_native.so", import.meta.url));
 
 /**
@@ -43,6 +50,40 @@ const FLAGS = [
  */
 const LIBS = ["-l:libopenblas.so.0", "-lm", "-Wl,-z,nodelete"];
 
+/** Where oneDNN's headers and library are, when `pkg-config` cannot say. */
+const DNNL_FALLBACK = ["-ldnnl"];
+
+/**
+ * oneDNN's compiler and linker flags from `pkg-config --cflags --libs dnnl`,
+ * or the standard paths when pkg-config is missing or does not know dnnl
+ * (Debian's libdnnl-dev 2.6 ships no dnnl.pc).
+ */
+async function dnnlFlags(): Promise<string[]> {
+  try {
+    const result = await new Deno.Command("pkg-config", {
+      args: ["--cflags", "--libs", "dnnl"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const flags = new TextDecoder().decode(result.stdout).trim().split(/\s+/).filter((f) => f);
+    if (result.success && flags.length > 0) return flags;
+  } catch { /* no pkg-config: the standard paths */ }
+  return DNNL_FALLBACK;
+}
+
+/** What to install when the build's errors say a library or header is missing, or "". */
+export function missingPackageHint(stderr: string): string {
+  const hints: string[] = [];
+  if (/dnnl\.h|-ldnnl|libdnnl/.test(stderr)) {
+    hints.push(
+      "oneDNN is missing: on Debian/Ubuntu apt-get install libdnnl-dev; on macOS " +
+        "brew install onednn libomp (untested)",
+    );
+  }
+  if (/libopenblas/.test(stderr)) hints.push("OpenBLAS is missing: apt-get install libopenblas0");
+  return hints.length === 0 ? "" : ` (${hints.join("; ")})`;
+}
+
 function mtime(path: string): number | null {
   try {
     return Deno.statSync(path).mtime?.getTime() ?? null;
@@ -52,10 +93,14 @@ function mtime(path: string): number | null {
 }
 
 async function build(force: boolean): Promise<string> {
-  const sourceTime = mtime(SOURCE);
-  if (sourceTime === null) throw new Error(`Expected the C source at ${SOURCE} but found none`);
+  let inputsTime = 0;
+  for (const source of [...SOURCES, HEADER]) {
+    const time = mtime(source);
+    if (time === null) throw new Error(`Expected the C source at ${source} but found none`);
+    inputsTime = Math.max(inputsTime, time);
+  }
   // This file holds the flags: a change here rebuilds too.
-  const inputsTime = Math.max(sourceTime, mtime(fileURLToPath(import.meta.url)) ?? 0);
+  inputsTime = Math.max(inputsTime, mtime(fileURLToPath(import.meta.url)) ?? 0);
   const outputTime = mtime(OUTPUT);
   if (!force && outputTime !== null && outputTime >= inputsTime) {
     return `native: ${OUTPUT} is up to date`;
@@ -63,7 +108,7 @@ async function build(force: boolean): Promise<string> {
   const compiler = Deno.env.get("CC") ?? "cc";
   const temporary = `${OUTPUT}.${Deno.pid}.tmp`;
   Deno.mkdirSync(new URL("../native/build/", import.meta.url), { recursive: true });
-  const args = [...FLAGS, "-o", temporary, SOURCE, ...LIBS];
+  const args = [...FLAGS, "-o", temporary, ...SOURCES, ...LIBS, ...await dnnlFlags()];
   let result: Deno.CommandOutput;
   try {
     result = await new Deno.Command(compiler, { args, stdout: "piped", stderr: "piped" }).output();
@@ -78,9 +123,7 @@ async function build(force: boolean): Promise<string> {
       Deno.removeSync(temporary);
     } catch { /* nothing was written */ }
     const stderr = new TextDecoder().decode(result.stderr).trim();
-    const hint = /libopenblas/.test(stderr)
-      ? " (install OpenBLAS: apt-get install libopenblas0)"
-      : "";
+    const hint = missingPackageHint(stderr);
     throw new Error(
       `'${compiler} ${args.join(" ")}' failed with exit code ${result.code}${hint}:\n${stderr}`,
     );

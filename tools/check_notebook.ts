@@ -1,7 +1,13 @@
 /**
  * Checks an executed notebook: every code cell ran, none failed, and every required figure is
  * there. A figure is a code cell whose metadata names it (`"figure": ["curves"]`) and which has
- * at least as many SVG or HTML outputs as it names figures.
+ * at least as many image or HTML outputs as it names figures.
+ *
+ * It also checks that a reader of the committed notebook sees what the run showed, in any
+ * frontend, trusted or not: every image has an `image/png` (Jupyter shows no SVG of a notebook
+ * it does not trust, and nbconvert 6 exports SVG blank) and a `text/plain` alternative; no HTML
+ * output relies on what Jupyter's sanitiser removes (`<svg>`, `<style>`, CSS grids); and no
+ * output shows a path of the machine that ran it (`/home/...`, `/tmp/...`).
  *
  * Usage: `deno run --allow-read tools/check_notebook.ts [notebooks/resnet-cifar.ipynb]`
  * (exit status 1 and one line per problem if anything is missing).
@@ -11,6 +17,7 @@
 
 /** The figures `notebooks/resnet-cifar.ipynb` must show, in notebook order. */
 export const REQUIRED_FIGURES: readonly string[] = [
+  "depth",
   "config",
   "samples",
   "class-balance",
@@ -20,8 +27,10 @@ export const REQUIRED_FIGURES: readonly string[] = [
   "model-summary",
   "stage-shapes",
   "parameters",
+  "training-code",
   "training-progress",
   "curves",
+  "evaluation-code",
   "confusion",
   "per-class",
   "misclassified",
@@ -46,7 +55,48 @@ export const REQUIRED_TEXT: readonly RegExp[] = [
 ];
 
 /** MIME types that count as a figure. */
-const FIGURE_TYPES = ["image/svg+xml", "text/html"];
+const FIGURE_TYPES = ["image/png", "image/svg+xml", "text/html"];
+
+/**
+ * HTML that Jupyter's sanitiser removes from the outputs of a notebook it does not trust
+ * (Notebook 6.4's and JupyterLab's, both sanitize-html with Caja's lists), with what is lost.
+ */
+export const SANITISED_HTML: readonly { pattern: RegExp; loss: string }[] = [
+  { pattern: /<svg\b/i, loss: "an inline <svg> (removed; show figures with showSvg())" },
+  { pattern: /<style\b/i, loss: "a <style> element (removed)" },
+  { pattern: /<script\b/i, loss: "a <script> element (removed)" },
+  {
+    pattern: /grid-template/i,
+    loss: "a CSS grid's columns (removed: the grid falls into one column; use showImageGrid())",
+  },
+  {
+    pattern: /<span style="color:/i,
+    loss: "colours in style attributes (Notebook 6 removes them all; use colorText(), a <font>)",
+  },
+];
+
+/**
+ * A path that only exists on the machine that ran the notebook: a home, the build machine's
+ * `/work`, a temporary folder. Not after a word character or a dot, so `runs/tmp/` and
+ * `../shared/` are not taken for one.
+ */
+const MACHINE_PATH =
+  /(?<![\w.~-])(?:\/(?:home|root|work|tmp|Users)|\/var\/folders)\/[^\s"'<>()`,;]*/g;
+
+/** What {@linkcode checkNotebook} allows beyond its rules. */
+export interface CheckOptions {
+  /**
+   * Path prefixes that outputs may show, e.g. a temporary data folder a test gave the run.
+   * @default none
+   */
+  allowedPaths?: readonly string[];
+  /**
+   * Figures whose cell may show nothing, e.g. `"depth"` in a test run before
+   * `docs/depth/results.json` is committed; the cell must still name them.
+   * @default none
+   */
+  optionalFigures?: readonly string[];
+}
 
 /** The parts of an nbformat 4 notebook read here. */
 interface Notebook {
@@ -76,7 +126,7 @@ function text(value: string | string[] | undefined): string {
   return Array.isArray(value) ? value.join("") : value ?? "";
 }
 
-/** How many outputs of `cell` are a non-empty SVG or HTML figure. */
+/** How many outputs of `cell` are a non-empty image or HTML figure. */
 function figureOutputs(cell: Cell): number {
   return (cell.outputs ?? []).filter((output) =>
     (output.output_type === "display_data" || output.output_type === "execute_result") &&
@@ -90,6 +140,7 @@ function figureOutputs(cell: Cell): number {
  * @param notebook The parsed `.ipynb` JSON.
  * @param required Figure names that must be present.
  * @param requiredText Patterns that the cells' printed output must match.
+ * @param options Paths the outputs may show, figures that may be missing.
  * @returns One message per problem; empty if the notebook passes.
  *
  * @example
@@ -102,7 +153,10 @@ function figureOutputs(cell: Cell): number {
  *     cell_type: "code",
  *     metadata: { figure: ["curves"] },
  *     execution_count: 1,
- *     outputs: [{ output_type: "display_data", data: { "image/svg+xml": "<svg></svg>" } }],
+ *     outputs: [{
+ *       output_type: "display_data",
+ *       data: { "image/png": "iVBORw0KGgo=", "text/plain": "Figure: epoch" },
+ *     }],
  *   }],
  * };
  * console.log(checkNotebook(notebook, ["curves"], [])); // []
@@ -112,6 +166,7 @@ export function checkNotebook(
   notebook: unknown,
   required = REQUIRED_FIGURES,
   requiredText = REQUIRED_TEXT,
+  options: CheckOptions = {},
 ): string[] {
   const nb = notebook as Notebook;
   const problems: string[] = [];
@@ -125,11 +180,12 @@ export function checkNotebook(
     if (typeof cell.execution_count !== "number") {
       problems.push(`Expected ${where} to have been executed but its execution_count is null`);
     }
-    for (const output of cell.outputs ?? []) {
+    (cell.outputs ?? []).forEach((output, at) => {
       if (output.output_type === "error") {
         problems.push(`${where} failed: ${output.ename}: ${output.evalue}`);
       }
-    }
+      problems.push(...outputProblems(output, `${where} output ${at}`, options));
+    });
     const names = cell.metadata?.figure;
     if (names === undefined) return;
     if (!Array.isArray(names) || !names.every((name) => typeof name === "string")) {
@@ -148,9 +204,10 @@ export function checkNotebook(
       }
     }
     const count = figureOutputs(cell);
-    if (count < names.length) {
+    const shown = names.filter((name) => !(options.optionalFigures ?? []).includes(name));
+    if (count < shown.length) {
       problems.push(
-        `Expected ${where} (${names.join(", ")}) to show ${names.length} SVG or HTML ` +
+        `Expected ${where} (${shown.join(", ")}) to show ${shown.length} image or HTML ` +
           `output(s) but found ${count}`,
       );
     }
@@ -163,6 +220,35 @@ export function checkNotebook(
     .map((output) => text(output.text)).join("");
   for (const pattern of requiredText) {
     if (!pattern.test(printed)) problems.push(`Expected printed output matching ${pattern}`);
+  }
+  return problems;
+}
+
+/** What one output shows that not every reader would see as the run did. */
+function outputProblems(output: Output, where: string, options: CheckOptions): string[] {
+  const problems: string[] = [];
+  const data = output.data ?? {};
+  const has = (type: string) => text(data[type]).trim() !== "";
+  if (has("image/svg+xml") && !has("image/png")) {
+    problems.push(
+      `Expected ${where} (image/svg+xml) to have an image/png too: untrusted Jupyter and ` +
+        `nbconvert show no SVG`,
+    );
+  }
+  if ((has("image/png") || has("image/svg+xml")) && !has("text/plain")) {
+    problems.push(`Expected ${where} (an image) to have a text/plain alternative but found none`);
+  }
+  const html = text(data["text/html"]);
+  for (const { pattern, loss } of SANITISED_HTML) {
+    if (pattern.test(html)) problems.push(`${where} (text/html) relies on ${loss}`);
+  }
+  const shown = [text(output.text), text(data["text/plain"]), html].join("\n");
+  const paths = new Set(
+    [...shown.matchAll(MACHINE_PATH)].map((m) => m[0].replace(/[.:]+$/, ""))
+      .filter((path) => !(options.allowedPaths ?? []).some((prefix) => path.startsWith(prefix))),
+  );
+  for (const path of paths) {
+    problems.push(`${where} shows a path of the machine that ran it: ${path}`);
   }
   return problems;
 }

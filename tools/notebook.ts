@@ -6,18 +6,26 @@
  * Usage: `deno run -A tools/notebook.ts [--smoke] [--headless] [--output PATH]`
  *
  * - `--smoke`: sets `RESNET_CIFAR_SMOKE=1` (tiny run); writes to a temporary file unless
- *   `--output` is given, never over the notebook.
+ *   `--output` is given, never over the notebook; lets the depth figure be missing while
+ *   `docs/depth/results.json` is not committed (a full run requires it).
+ * - the data: `$CIFAR10_DATA` if set, else this project's shared copy of the archive
+ *   (`../shared/data/cifar-10-binary.tar.gz`) when there is one, passed to the notebook as
+ *   `$CIFAR10_DATA`, else what the notebook does on any machine (the cache in `data/`, or the
+ *   download); see {@linkcode notebookEnv}.
  * - `--headless`: runs the code cells without Jupyter (see {@linkcode runCellsHeadless}), as
  *   `deno task test` does.
  * - `--output PATH`: where to write the executed notebook. @default the notebook itself
  *
- * It also exports the headless runner that the tests use.
+ * It also exports the headless runners that the tests use: {@linkcode runCellsHeadless} (the
+ * cells once, in order, type-checked) and {@linkcode runCellSequence} (any sequence of cells,
+ * re-runs included, as a kernel runs them).
  *
  * @module
  */
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { checkNotebook } from "./check_notebook.ts";
+import { DEPTH_RESULTS_PATH, loadDepthResults } from "../lib/notebook/depth.ts";
 
 /** The notebook this tool runs, relative to the repository root. */
 export const NOTEBOOK = "notebooks/resnet-cifar.ipynb";
@@ -72,20 +80,7 @@ export function absolutizeImports(source: string, baseUrl: URL): string {
  * @returns The module's source.
  */
 export function cellsToModule(notebook: Notebook, notebookUrl: URL): string {
-  const lib = new URL("../lib/notebook/display.ts", import.meta.url).href;
-  const parts = [
-    `import { RecordingSink as __RecordingSink, setDisplaySink as __setDisplaySink } from "${lib}";`,
-    `const __sink = new __RecordingSink({ print: true });`,
-    `__setDisplaySink(__sink);`,
-    // What the kernel would show as each cell's stdout.
-    `const __stdout: Record<number, string> = {};`,
-    `const __log = console.log;`,
-    `console.log = (...args: unknown[]) => {`,
-    `  const line = args.map((a) => typeof a === "string" ? a : Deno.inspect(a)).join(" ");`,
-    `  __stdout[__sink.cell] = (__stdout[__sink.cell] ?? "") + line + "\\n";`,
-    `  __log(...args);`,
-    `};`,
-  ];
+  const parts = recorderPrelude();
   notebook.cells.forEach((cell, index) => {
     if (cell.cell_type !== "code") return;
     parts.push(
@@ -94,19 +89,163 @@ export function cellsToModule(notebook: Notebook, notebookUrl: URL): string {
       absolutizeImports(cellSource(cell), notebookUrl),
     );
   });
-  parts.push(
-    `// ---- end`,
-    `const __outputsPath = Deno.env.get("NOTEBOOK_OUTPUTS");`,
-    `const __all = { displays: __sink.outputs, stdout: __stdout };`,
-    `if (__outputsPath) await Deno.writeTextFile(__outputsPath, JSON.stringify(__all));`,
-  );
+  parts.push(`// ---- end`, ...recorderEpilogue());
   return parts.join("\n") + "\n";
+}
+
+/**
+ * The start of a module that records what the cells show: displays go to a `RecordingSink`
+ * attributed to `__sink.cell`, and `console.log` lines are kept per cell as the kernel would
+ * show them as the cell's stdout.
+ */
+function recorderPrelude(): string[] {
+  const lib = new URL("../lib/notebook/display.ts", import.meta.url).href;
+  return [
+    `import { RecordingSink as __RecordingSink, setDisplaySink as __setDisplaySink } from "${lib}";`,
+    `const __sink = new __RecordingSink({ print: true });`,
+    `__setDisplaySink(__sink);`,
+    `const __stdout: Record<number, string> = {};`,
+    `const __steps: { cell: number; numTensors: number }[] = [];`,
+    `const __log = console.log;`,
+    `console.log = (...args: unknown[]) => {`,
+    `  const line = args.map((a) => typeof a === "string" ? a : Deno.inspect(a)).join(" ");`,
+    `  __stdout[__sink.cell] = (__stdout[__sink.cell] ?? "") + line + "\\n";`,
+    `  __log(...args);`,
+    `};`,
+  ];
+}
+
+/** The end of a recording module: writes {@linkcode RecordedOutputs} to `$NOTEBOOK_OUTPUTS`. */
+function recorderEpilogue(): string[] {
+  return [
+    `const __outputsPath = Deno.env.get("NOTEBOOK_OUTPUTS");`,
+    `const __all = { displays: __sink.outputs, stdout: __stdout, steps: __steps };`,
+    `if (__outputsPath) await Deno.writeTextFile(__outputsPath, JSON.stringify(__all));`,
+  ];
+}
+
+/**
+ * The names a cell declares at its top level, which a kernel keeps for later cells: imports,
+ * `const`/`let`/`var` (destructuring included), functions and classes. Type-only imports and
+ * type declarations are left out: they do not exist when the code runs. Top-level statements
+ * start at column 0, as `deno fmt` writes them.
+ *
+ * @param source The cell's code.
+ * @returns The names, each once, in order of appearance.
+ *
+ * @example
+ * ```ts
+ * import { topLevelNames } from "./notebook.ts";
+ * const cell = 'import { a, type B, c as d } from "./x.ts";\nconst { e, f: [g] } = h;\n';
+ * console.log(topLevelNames(cell)); // ["a", "d", "e", "g"]
+ * ```
+ */
+export function topLevelNames(source: string): string[] {
+  const names: string[] = [];
+  for (const match of source.matchAll(/^import\s+(type\s+)?([\s\S]*?)\s+from\s+["']/gm)) {
+    if (match[1] === undefined) names.push(...importedNames(match[2]));
+  }
+  for (const match of source.matchAll(/^(?:export\s+)?(?:const|let|var)\s+/gm)) {
+    names.push(...bindingNames(patternAt(source, match.index + match[0].length)));
+  }
+  const declarations =
+    /^(?:export\s+)?(?:async\s+)?(?:function\s*\*?|class)\s+([A-Za-z_$][\w$]*)/gm;
+  for (const match of source.matchAll(declarations)) names.push(match[1]);
+  return [...new Set(names)];
+}
+
+/** The local names of an import clause: `X`, `* as X`, `{ a, b as c, type T }`. */
+function importedNames(clause: string): string[] {
+  const names: string[] = [];
+  const braces = /\{([\s\S]*)\}/.exec(clause);
+  const outside = clause.replace(/\{[\s\S]*\}/, "");
+  const namespace = /\*\s+as\s+([\w$]+)/.exec(outside);
+  const defaultImport = /^\s*([\w$]+)\s*(?:,|$)/.exec(outside);
+  if (defaultImport) names.push(defaultImport[1]);
+  if (namespace) names.push(namespace[1]);
+  for (const part of braces ? splitTopLevel(braces[1]) : []) {
+    if (part === "" || /^type\s/.test(part)) continue;
+    names.push(part.split(/\s+as\s+/).at(-1)!);
+  }
+  return names;
+}
+
+/** The binding pattern starting at `at`: an identifier, or a balanced `{...}` / `[...]`. */
+function patternAt(source: string, at: number): string {
+  if (source[at] !== "{" && source[at] !== "[") {
+    const name = /^[A-Za-z_$][\w$]*/.exec(source.slice(at));
+    if (name === null) throw new Error(`Expected a binding at offset ${at} but found none`);
+    return name[0];
+  }
+  let depth = 0;
+  for (let i = at; i < source.length; i++) {
+    if ("{[(".includes(source[i])) depth++;
+    if ("}])".includes(source[i]) && --depth === 0) return source.slice(at, i + 1);
+  }
+  throw new Error(`Expected the pattern at offset ${at} to close but it does not`);
+}
+
+/** The names a binding pattern binds: `a`, `{ a, b: c, d = 1, ...e }`, `[a, , [b]]`. */
+function bindingNames(pattern: string): string[] {
+  if (!/^[{[]/.test(pattern)) return [pattern];
+  const object = pattern.startsWith("{");
+  return splitTopLevel(pattern.slice(1, -1)).flatMap((element) => {
+    let target = element.replace(/^\.\.\./, "");
+    if (object) {
+      const colon = splitTopLevel(target, ":");
+      target = colon.length > 1 ? colon.slice(1).join(":") : colon[0];
+    }
+    target = splitTopLevel(target, "=")[0];
+    return target === "" ? [] : bindingNames(target.trim());
+  });
+}
+
+/** Splits at `separator` outside brackets, trimming each part. */
+function splitTopLevel(text: string, separator = ","): string[] {
+  const parts: string[] = [];
+  let depth = 0, start = 0;
+  for (let i = 0; i < text.length; i++) {
+    if ("{[(".includes(text[i])) depth++;
+    else if ("}])".includes(text[i])) depth--;
+    else if (depth === 0 && text[i] === separator && text[i + 1] !== ">" && text[i + 1] !== "=") {
+      parts.push(text.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  parts.push(text.slice(start).trim());
+  return parts;
+}
+
+/**
+ * A cell as a module of its own, as the kernel runs a cell: its code with relative imports made
+ * absolute, then its top-level names published on `globalThis` so that later cells (other
+ * modules) see them, and a cell run again replaces them, as re-declaring in a kernel does.
+ */
+export function cellToModule(source: string, notebookUrl: URL): string {
+  const names = topLevelNames(source);
+  return [
+    absolutizeImports(source, notebookUrl),
+    `// ---- what later cells see`,
+    `for (const [__name, __value] of Object.entries({ ${names.join(", ")} })) {`,
+    `  Object.defineProperty(globalThis, __name, { value: __value, writable: true, configurable: true });`,
+    `}`,
+  ].join("\n") + "\n";
 }
 
 /** Recorded outputs by cell index, as `cellsToModule()`'s module writes them. */
 export interface RecordedOutputs {
-  displays: Record<string, { data: Record<string, string> }[]>;
+  displays: Record<string, { data: Record<string, string>; metadata?: Record<string, unknown> }[]>;
   stdout: Record<string, string>;
+  /** One entry per cell run, in order (empty for `cellsToModule()`'s single pass). */
+  steps?: CellStep[];
+}
+
+/** One cell run of {@linkcode runCellSequence}. */
+export interface CellStep {
+  /** The cell's index in the notebook. */
+  cell: number;
+  /** `tf.memory().numTensors` right after the cell ran. */
+  numTensors: number;
 }
 
 /**
@@ -122,10 +261,11 @@ export function withOutputs(notebook: Notebook, outputs: RecordedOutputs): Noteb
         ...cell,
         execution_count: ++count,
         outputs: [
-          ...(outputs.displays[index] ?? []).map(({ data }) => ({
+          ...(outputs.displays[index] ?? []).map(({ data, metadata }) => ({
             output_type: "display_data",
             data,
-            metadata: {},
+            // A PNG's display size, as Jupyter saves it from the display's metadata.
+            metadata: metadata ?? {},
           })),
           ...(outputs.stdout[index]
             ? [{ output_type: "stream", name: "stdout", text: outputs.stdout[index] }]
@@ -164,6 +304,8 @@ export interface HeadlessRun {
   executed: Notebook | null;
   /** The generated module, kept on failure so the failing line can be looked up. */
   modulePath: string;
+  /** The cell runs, in order, with the tensor count after each ({@linkcode runCellSequence}). */
+  steps: CellStep[];
 }
 
 /**
@@ -191,13 +333,120 @@ export async function runCellsHeadless(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  return await finishRun(child, notebook, dir, modulePath, outputsPath);
+}
+
+/** Waits for a runner's child, reads the recorded outputs and removes its folder on success. */
+async function finishRun(
+  child: Deno.ChildProcess,
+  notebook: Notebook,
+  dir: string,
+  modulePath: string,
+  outputsPath: string,
+): Promise<HeadlessRun> {
   const [status, output] = await Promise.all([child.status, collect(child)]);
   let executed: Notebook | null = null;
+  let steps: CellStep[] = [];
   if (status.code === 0) {
-    executed = withOutputs(notebook, JSON.parse(await Deno.readTextFile(outputsPath)));
+    const recorded = JSON.parse(await Deno.readTextFile(outputsPath)) as RecordedOutputs;
+    executed = withOutputs(notebook, recorded);
+    steps = recorded.steps ?? [];
     await Deno.remove(dir, { recursive: true });
   }
-  return { code: status.code, output, executed, modulePath };
+  return { code: status.code, output, executed, modulePath, steps };
+}
+
+/**
+ * Runs code cells in any order, re-runs included, the way a kernel does: each run of a cell is
+ * a module of its own ({@linkcode cellToModule}) whose top-level names later cells see and a
+ * re-run replaces; a re-run replaces the cell's outputs. After each run the driver records
+ * `tf.memory().numTensors`, so a test can check that re-running cells leaks nothing. The cells
+ * are not type-checked here ({@linkcode runCellsHeadless} does that).
+ *
+ * @param notebookPath The `.ipynb` file.
+ * @param sequence Indices of code cells, in the order to run them (repeats allowed).
+ * @param env Extra environment variables (e.g. `RESNET_CIFAR_SMOKE=1`).
+ * @returns The exit status, the output, the notebook with each cell's last outputs, the steps.
+ * @throws {RangeError} If an index is not a code cell's.
+ */
+export async function runCellSequence(
+  notebookPath: string,
+  sequence: readonly number[],
+  env: Record<string, string> = {},
+): Promise<HeadlessRun> {
+  const absolute = resolve(notebookPath);
+  const notebook = JSON.parse(await Deno.readTextFile(absolute)) as Notebook;
+  for (const index of sequence) {
+    if (notebook.cells[index]?.cell_type !== "code") {
+      throw new RangeError(`Expected cell ${index} to be a code cell but it is not`);
+    }
+  }
+  const dir = await Deno.makeTempDir({ prefix: "notebook-steps-" });
+  const modulePath = join(dir, "driver.ts");
+  const outputsPath = join(dir, "outputs.json");
+  const notebookUrl = pathToFileURL(absolute);
+  const driver = [
+    ...recorderPrelude(),
+    `import { memory as __memory } from "@tensorflow/tfjs";`,
+    `async function __run(cell: number, step: number, load: () => Promise<unknown>) {`,
+    `  __sink.cell = cell;`,
+    `  delete __sink.outputs[cell];`,
+    `  delete __stdout[cell];`,
+    `  try {`,
+    `    await load();`,
+    `  } catch (error) {`,
+    `    console.error(\`cell \${cell} failed (run \${step} of the sequence)\`);`,
+    `    throw error;`,
+    `  }`,
+    `  __steps.push({ cell, numTensors: __memory().numTensors });`,
+    `}`,
+  ];
+  for (const [step, index] of sequence.entries()) {
+    const file = `step-${step + 1}-cell-${index}.ts`;
+    await Deno.writeTextFile(
+      join(dir, file),
+      cellToModule(cellSource(notebook.cells[index]), notebookUrl),
+    );
+    driver.push(`await __run(${index}, ${step + 1}, () => import("./${file}"));`);
+  }
+  driver.push(...recorderEpilogue());
+  await Deno.writeTextFile(modulePath, driver.join("\n") + "\n");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--no-check", "--config", join(REPO_ROOT, "deno.json"), modulePath],
+    cwd: dirname(absolute),
+    env: { ...env, NOTEBOOK_OUTPUTS: outputsPath, NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  return await finishRun(child, notebook, dir, modulePath, outputsPath);
+}
+
+/** This project's shared copy of the CIFAR-10 archive, beside the repository (if there is one). */
+const SHARED_ARCHIVE = join(REPO_ROOT, "..", "shared", "data", "cifar-10-binary.tar.gz");
+
+/**
+ * The environment the notebook runs in: `RESNET_CIFAR_SMOKE=1` for `smoke`, and
+ * `CIFAR10_DATA` pointing at `sharedArchive` when the variable is not set already and the
+ * archive exists (so a machine with the project's shared data does not download it again;
+ * elsewhere the notebook finds the data as on any machine).
+ *
+ * @param smoke The tiny run.
+ * @param sharedArchive The shared copy. @default `../shared/data/cifar-10-binary.tar.gz`
+ * @returns Variables to add to the inherited environment.
+ */
+export function notebookEnv(
+  smoke: boolean,
+  sharedArchive = SHARED_ARCHIVE,
+): Record<string, string> {
+  const env: Record<string, string> = smoke ? { RESNET_CIFAR_SMOKE: "1" } : {};
+  let shared = false;
+  try {
+    shared = Deno.statSync(sharedArchive).isFile;
+  } catch {
+    // No shared copy: the notebook finds the data itself.
+  }
+  if ((Deno.env.get("CIFAR10_DATA") ?? "") === "" && shared) env.CIFAR10_DATA = sharedArchive;
+  return env;
 }
 
 /** Reads a child's stdout and stderr together, in arrival order. */
@@ -273,7 +522,7 @@ async function main(args: string[]): Promise<number> {
   const at = args.indexOf("--output");
   const notebookPath = join(REPO_ROOT, NOTEBOOK);
   const target = at >= 0 ? resolve(args[at + 1]) : smoke ? null : notebookPath;
-  const env: Record<string, string> = smoke ? { RESNET_CIFAR_SMOKE: "1" } : {};
+  const env = notebookEnv(smoke);
   const tempDir = await Deno.makeTempDir({ prefix: "notebook-run-" });
   const outputPath = join(tempDir, "resnet-cifar.ipynb");
   const start = performance.now();
@@ -289,7 +538,18 @@ async function main(args: string[]): Promise<number> {
     await runInJupyter(notebookPath, outputPath, env);
   }
   const seconds = (performance.now() - start) / 1000;
-  const problems = checkNotebook(JSON.parse(await Deno.readTextFile(outputPath)));
+  // A smoke run checks the machinery, also before the depth experiment's results are committed;
+  // the run that writes the notebook needs them.
+  const optionalFigures = smoke && (await loadDepthResults()) === null ? ["depth"] : [];
+  if (optionalFigures.length > 0) {
+    console.log(`No ${DEPTH_RESULTS_PATH} yet: this smoke run lets the depth cell show no figure`);
+  }
+  const problems = checkNotebook(
+    JSON.parse(await Deno.readTextFile(outputPath)),
+    undefined,
+    undefined,
+    { optionalFigures },
+  );
   if (problems.length > 0) {
     console.error(`The executed notebook (${outputPath}) fails its check:\n${problems.join("\n")}`);
     return 1;

@@ -101,11 +101,28 @@ export const BENCH_FLAGS = {
     default: String(DEFAULT_BENCH_OPTIONS.seed),
     help: "weights, order, augmentation",
   },
+  runs: {
+    kind: "int",
+    value: "N",
+    min: 1,
+    field: "runs",
+    default: String(DEFAULT_BENCH_OPTIONS.runs),
+    help: "measure N times, peer too; medians",
+  },
+  "sgemm-size": {
+    kind: "int",
+    value: "N",
+    min: 0,
+    field: "sgemmSize",
+    default: String(DEFAULT_BENCH_OPTIONS.sgemmSize),
+    help: "SGEMM m = n = k for the limit; 0 skips",
+  },
 } satisfies FlagTable<keyof BenchOptions>;
 
 /** `deno task bench --help`. */
 export const BENCH_USAGE =
-  `Time training steps and inference of the article's ResNet-18; print one JSON line.
+  `Time training steps and inference of the article's ResNet-18, as images and GFLOP/s beside
+the machine's SGEMM limit; print one JSON line (a summary of each run goes to stderr).
 
 Usage: deno task bench [flags]
 

@@ -78,12 +78,22 @@ label smoothing 0.1, crop padding 2, test-time flip
     default: String(DEFAULT_CONFIG.cropPadding),
     help: "training crops shift by up to N pixels",
   },
+  arch: {
+    kind: "string",
+    value: "NAME",
+    field: "arch",
+    default: DEFAULT_CONFIG.arch,
+    help: `network: resnet18 (the article), resnet34, or
+resnet{6n+2}: He et al.'s CIFAR nets (resnet20, resnet56, ...);
+plain18, plain20, ...: the same layers without shortcuts`,
+  },
   width: {
     kind: "int",
     value: "N",
     field: "width",
     default: String(DEFAULT_CONFIG.width),
-    help: "ResNet-18 stem width; 64 is the article",
+    help: `stem width; 64 is the article
+(resnet{6n+2}, plain{6n+2}: 16 unless given)`,
   },
   "train-limit": {
     kind: "int",
@@ -132,7 +142,7 @@ label smoothing 0.1, crop padding 2, test-time flip
 
 /** `deno task train --help`. */
 export const TRAIN_USAGE =
-  `Train the article's ResNet-18 on CIFAR-10 (defaults: the article's settings).
+  `Train the article's ResNet-18 (or another --arch) on CIFAR-10 (defaults: the article's settings).
 
 Usage: deno task train [flags]
 

@@ -10,7 +10,7 @@ import { type Cifar10, loadCifar10 } from "../data.ts";
 import { writeTextFileAtomic } from "../io/atomic.ts";
 import { confusionSvg, curvesSvg, perClassSvg } from "../report/figures.ts";
 import { formatDuration, ProgressLine } from "../report/progress.ts";
-import { makeConfig, type TrainConfig } from "../train/config.ts";
+import { DEFAULT_CONFIG, makeConfig, type TrainConfig } from "../train/config.ts";
 import {
   openRunFolder,
   RUN_FILES,
@@ -123,6 +123,14 @@ async function resumedConfig(args: TrainArgs): Promise<TrainConfig> {
       }`,
     );
   }
+  // Refused here, before the data loads: the checkpoint's weights fit only the saved network.
+  const savedArch = saved.arch ?? DEFAULT_CONFIG.arch;
+  if (args.overrides.arch !== undefined && args.overrides.arch !== savedArch) {
+    throw new UsageError(
+      `--arch: expected ${savedArch} (the network of the run in ${args.out}) but found ` +
+        `${args.overrides.arch}; train it in a new --out, or start this one over with --restart`,
+    );
+  }
   return makeConfig({ ...saved, ...args.overrides });
 }
 
@@ -139,8 +147,14 @@ async function checkWritable(out: string): Promise<void> {
   }
 }
 
-/** CIFAR-10 from `--data` (or downloaded), with the download's progress on `progress`. */
-async function loadData(args: TrainArgs, progress: ProgressLine): Promise<Cifar10> {
+/**
+ * CIFAR-10 from `--data` (or downloaded), with the download's progress on `progress`; the
+ * depth experiment loads it the same way.
+ */
+export async function loadData(
+  args: Pick<TrainArgs, "data" | "md5">,
+  progress: ProgressLine,
+): Promise<Cifar10> {
   const data = await loadCifar10({
     source: args.data ?? undefined,
     md5: args.md5 ?? undefined,
@@ -241,11 +255,13 @@ export function nonFiniteLossMessage(error: NonFiniteLossError, out: string): st
 /**
  * Makes Ctrl-C say how to continue: completed epochs are checkpointed. Exits 130, as a shell
  * does for SIGINT.
+ *
+ * @param folder What `--out` names. @default "run folder"
  */
-export function explainInterrupt(): void {
+export function explainInterrupt(folder = "run folder"): void {
   Deno.addSignalListener("SIGINT", () => {
     console.error(
-      "\nInterrupted. Completed epochs are checkpointed; continue with --resume --out <run folder>.",
+      `\nInterrupted. Completed epochs are checkpointed; continue with --resume --out <${folder}>.`,
     );
     Deno.exit(130);
   });

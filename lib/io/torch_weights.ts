@@ -45,6 +45,14 @@ interface WeightMapping {
 
 /** Every weight of `model`, layer by layer as PyTorch's `state_dict()` orders them. */
 function mappings(model: tf.LayersModel): WeightMapping[] {
+  // The names would map any arch onto some state dict, but only the article's ResNet18 has a
+  // PyTorch peer (../shared/peer/article_torch.py) that the tests check the layouts against.
+  if (model.name !== "resnet18") {
+    throw new Error(
+      `Expected the article's resnet18 (the one model with a PyTorch peer to carry weights ` +
+        `to and from) but found a model named ${model.name}`,
+    );
+  }
   // model.weights lists all trainable weights before the BatchNorm statistics; layer order
   // keeps each module's tensors together, as PyTorch does.
   return model.layers.flatMap((layer) => layer.weights).map((w) => {

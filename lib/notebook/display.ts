@@ -1,19 +1,27 @@
 /**
- * Where the notebook's outputs go. In a Deno Jupyter kernel, HTML and SVG are shown as cell
+ * Where the notebook's outputs go. In a Deno Jupyter kernel, HTML and figures are shown as cell
  * outputs, one of them updated in place while a cell trains; outside a kernel (`deno run`,
  * `deno test`) the same calls print a line, or a {@linkcode RecordingSink} keeps what a
  * notebook would have shown.
  *
+ * Figures are shown as PNG images ({@linkcode figureRecord}), not SVG: JupyterLab and Notebook
+ * show no SVG output of a notebook they do not trust (a fresh clone), and nbconvert 6's HTML
+ * export strips an SVG's shapes; a PNG is shown by every frontend, trusted or not.
+ *
  * - sinks: {@linkcode JupyterSink}, {@linkcode RecordingSink}, the console, chosen by
  *   {@linkcode displaySink} and replaced with {@linkcode setDisplaySink};
- * - showing: {@linkcode display}, {@linkcode showHtml}, {@linkcode showSvg}, {@linkcode log};
+ * - showing: {@linkcode display}, {@linkcode showHtml}, {@linkcode showSvg},
+ *   {@linkcode showImageGrid}, {@linkcode log};
  * - redrawing in place: {@linkcode LiveDisplay}, with {@linkcode progressView} for training;
  * - {@linkcode scrollBox} for long tables.
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import type { BatchProgress } from "../train.ts";
+import { type CaptionedImage, type ImageGridOptions, imageGridSvg } from "../report/figures.ts";
 import { escapeHtml } from "../report/html.ts";
+import { DEFAULT_PNG_SCALE, svgToPng } from "../report/raster.ts";
 import { formatDuration, ProgressLine } from "../report/progress.ts";
 
 /** Output data by MIME type, as a Jupyter `display_data` message carries it. */
@@ -22,6 +30,8 @@ export type MediaBundle = Record<string, string>;
 /** One display as a notebook cell's output records it. */
 export interface DisplayRecord {
   data: MediaBundle;
+  /** Per MIME type, e.g. `{ "image/png": { width: 420, height: 280 } }`. @default none */
+  metadata?: Record<string, unknown>;
   /** Set for displays that are later updated in place. */
   displayId?: string;
 }
@@ -90,10 +100,10 @@ export class JupyterSink implements DisplaySink {
   settle(): Promise<void> {
     return new Promise((resolve) => setTimeout(resolve, this.#settleMs));
   }
-  #send(msgType: string, { data, displayId }: DisplayRecord): Promise<void> {
+  #send(msgType: string, { data, metadata, displayId }: DisplayRecord): Promise<void> {
     return this.#api.broadcast(msgType, {
       data,
-      metadata: {},
+      metadata: metadata ?? {},
       transient: displayId === undefined ? {} : { display_id: displayId },
     });
   }
@@ -143,7 +153,10 @@ export class RecordingSink implements DisplaySink {
   update(record: DisplayRecord & { displayId: string }): Promise<void> {
     for (const outputs of Object.values(this.outputs)) {
       for (const output of outputs) {
-        if (output.displayId === record.displayId) output.data = record.data;
+        if (output.displayId !== record.displayId) continue;
+        output.data = record.data;
+        if (record.metadata === undefined) delete output.metadata;
+        else output.metadata = record.metadata;
       }
     }
     return Promise.resolve();
@@ -198,9 +211,14 @@ export async function log(...values: unknown[]): Promise<void> {
   await displaySink().settle?.();
 }
 
-/** Shows an output with any MIME types (`text/html`, `image/svg+xml`, `text/plain`, ...). */
-export function display(data: MediaBundle): Promise<void> {
-  return displaySink().display({ data });
+/**
+ * Shows an output with any MIME types (`text/html`, `image/png`, `text/plain`, ...).
+ *
+ * @param data The output by MIME type.
+ * @param metadata Per MIME type (a PNG's display size). @default none
+ */
+export function display(data: MediaBundle, metadata?: Record<string, unknown>): Promise<void> {
+  return displaySink().display(metadata === undefined ? { data } : { data, metadata });
 }
 
 /**
@@ -215,16 +233,79 @@ export function showHtml(html: string, text?: string): Promise<void> {
   );
 }
 
+/** The axis labels Plot writes (`<g aria-label="x-axis label"><text>epoch</text>`), in order. */
+function axisLabels(svg: string): string[] {
+  const labels = svg.matchAll(/aria-label="[\w-]*axis label"[^>]*>\s*<text[^>]*>([^<]*)</g);
+  const entities: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" };
+  return [...labels].map((m) =>
+    m[1].replace(
+      /&(?:#(\d+)|(\w+));/g,
+      (all, code, name) =>
+        code !== undefined ? String.fromCharCode(Number(code)) : entities[name] ?? all,
+    )
+  );
+}
+
 /**
- * Shows an SVG figure (as the functions of `figures.ts` return them).
+ * A figure as a display: a PNG of the SVG (`DEFAULT_PNG_SCALE` pixels per unit, see raster.ts,
+ * with the SVG's size in the metadata so that frontends show it at that size), and a text for
+ * frontends without images. No `image/svg+xml` beside it: nbconvert 6 prefers SVG to PNG and
+ * then strips its shapes, leaving the exported figure blank.
+ *
+ * @param svg A standalone `<svg>` document with a width and a height.
+ * @param text The alternative text. @default "Figure: " and the axis labels
+ * @returns The display record.
+ *
+ * @example
+ * ```ts
+ * import { figureRecord } from "./display.ts";
+ * const svg = '<svg xmlns="http://www.w3.org/2000/svg" width="30" height="20"/>';
+ * const record = await figureRecord(svg, "an empty figure");
+ * console.log(record.metadata); // { "image/png": { width: 30, height: 20 } }
+ * ```
+ */
+export async function figureRecord(svg: string, text?: string): Promise<DisplayRecord> {
+  const png = await svgToPng(svg);
+  // The size from the PNG's IHDR chunk: width at byte 16, height at byte 20, big-endian.
+  const header = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  const width = header.getUint32(16) / DEFAULT_PNG_SCALE;
+  const height = header.getUint32(20) / DEFAULT_PNG_SCALE;
+  const labels = axisLabels(svg);
+  const alt = text ?? (labels.length > 0 ? `Figure: ${labels.join(", ")}` : "Figure");
+  return {
+    data: { "image/png": Buffer.from(png).toString("base64"), "text/plain": alt },
+    metadata: { "image/png": { width, height } },
+  };
+}
+
+/**
+ * Shows an SVG figure (as the functions of `figures.ts` return them) as a PNG image, see
+ * {@linkcode figureRecord}.
  *
  * @param svg A standalone `<svg>` document.
- * @param text What a plain-text frontend or the console shows instead. @default a size note
+ * @param text What a frontend without images, or the console, shows instead.
+ *   @default "Figure: " and the axis labels
  */
-export function showSvg(svg: string, text?: string): Promise<void> {
-  return display(
-    text === undefined ? { "image/svg+xml": svg } : { "image/svg+xml": svg, "text/plain": text },
-  );
+export async function showSvg(svg: string, text?: string): Promise<void> {
+  await displaySink().display(await figureRecord(svg, text));
+}
+
+/**
+ * Shows small images with captions as one figure (see `imageGridSvg()` in `figures.ts`): one
+ * PNG image keeps the grid's layout in every frontend, where Jupyter's sanitiser breaks an HTML
+ * grid of a notebook it does not trust.
+ *
+ * @param images The images and their captions.
+ * @param options The grid's layout, and `text`, the alternative text.
+ *   `text` @default the title and the captions
+ */
+export async function showImageGrid(
+  images: CaptionedImage[],
+  options: ImageGridOptions & { text?: string } = {},
+): Promise<void> {
+  const text = options.text ??
+    [options.title, images.map((image) => image.caption).join("; ")].filter(Boolean).join(": ");
+  await showSvg(await imageGridSvg(images, options), text);
 }
 
 let liveDisplays = 0;

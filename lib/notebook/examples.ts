@@ -2,7 +2,7 @@
  * Data for the notebook's figures: images per class, augmentation examples, the test set as the
  * article's test loader transforms it, predictions and the images they get wrong, and the
  * model's layer table. Each turns data, a model or predictions into rows or captioned images
- * for `htmlTable()`, `imageGridHtml()` and the SVG figures of `lib/report/figures.ts`.
+ * for `htmlTable()`, `showImageGrid()` and the SVG figures of `lib/report/figures.ts`.
  *
  * @module
  */
@@ -33,7 +33,7 @@ export function classCounts(split: Split): number[] {
  * @param split Training images.
  * @param classNames Names by label.
  * @param seed Seeds the augmentation draws.
- * @returns Two rows for `imageGridHtml()`: the originals captioned with their class, and the
+ * @returns Two rows for `showImageGrid()`: the originals captioned with their class, and the
  *   augmented ones captioned with the shift (dx, dy) and whether they were flipped.
  */
 export function augmentationExamples(

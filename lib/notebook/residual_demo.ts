@@ -11,7 +11,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { CHANNELS, NUM_CLASSES } from "../data.ts";
+import { CHANNELS, makeBatch, NUM_CLASSES, type Split } from "../data.ts";
 import { pytorchUniform, SeedSequence } from "../model.ts";
 import type { LayerValue } from "../report/figures.ts";
 
@@ -193,5 +193,34 @@ export async function residualDemo(
     return rows;
   } finally {
     disposeConvStack(stack);
+  }
+}
+
+/**
+ * {@linkcode residualDemo} on the first `count` images of a split, un-augmented: the batch is
+ * built and disposed here, so a notebook cell that calls this owns no tensors afterwards.
+ *
+ * @param split The images (e.g. the training split).
+ * @param count How many of its first images form the batch.
+ * @param options Depth, channels and seed of the stack.
+ * @returns As {@linkcode residualDemo}.
+ *
+ * @example
+ * ```ts
+ * import { residualDemoOnImages } from "./residual_demo.ts";
+ * const split = { images: new Uint8Array(4 * 3072), labels: Uint8Array.of(0, 1, 2, 3), count: 4 };
+ * console.log((await residualDemoOnImages(split, 4, { depth: 2, channels: 2 })).length); // 4
+ * ```
+ */
+export async function residualDemoOnImages(
+  split: Split,
+  count: number,
+  options: ConvStackOptions = {},
+): Promise<LayerValue[]> {
+  const batch = makeBatch(split, Array.from({ length: count }, (_, i) => i), { augment: false });
+  try {
+    return await residualDemo(batch.x, batch.y, options);
+  } finally {
+    tf.dispose([batch.x, batch.y]);
   }
 }

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { escapeHtml } from "../report/html.ts";
+import { colorText, escapeHtml } from "../report/html.ts";
 import { showHtml } from "./display.ts";
 
 const KEYWORDS = new RegExp(
@@ -18,7 +18,8 @@ const TOKENS =
 
 /**
  * A declaration's source text, JSDoc included, cut out of a TypeScript file: from the doc
- * comment above `export function name` / `export const name` to the closing line at column 0.
+ * comment above `export function name` (or `async function*`) / `export const name` to the closing
+ * line at column 0.
  *
  * @param source The file's text.
  * @param name The exported function or constant.
@@ -35,7 +36,7 @@ const TOKENS =
 export function declarationSource(source: string, name: string): string {
   const lines = source.split("\n");
   const start = lines.findIndex((line) =>
-    new RegExp(`^export (?:async )?(?:function|const|class|interface) ${name}\\b`).test(line)
+    new RegExp(`^export (?:async )?(?:function\\*?|const|class|interface) ${name}\\b`).test(line)
   );
   if (start < 0) throw new Error(`Expected an exported declaration of ${name} but found none`);
   let first = start;
@@ -49,7 +50,10 @@ export function declarationSource(source: string, name: string): string {
   return lines.slice(first, last + 1).join("\n");
 }
 
-/** TypeScript as HTML with comments, strings and keywords coloured. */
+/**
+ * TypeScript as HTML with comments, strings and keywords coloured (with `colorText()`, which
+ * keeps its colour where Jupyter's sanitiser removes `style` attributes).
+ */
 export function highlightTypeScript(code: string): string {
   let html = "";
   let at = 0;
@@ -63,9 +67,7 @@ export function highlightTypeScript(code: string): string {
       : word !== undefined && KEYWORDS.test(word)
       ? "#d73a49"
       : null;
-    html += color === null
-      ? escapeHtml(token)
-      : `<span style="color:${color}">${escapeHtml(token)}</span>`;
+    html += color === null ? escapeHtml(token) : colorText(token, color);
     at = match.index + token.length;
   }
   html += escapeHtml(code.slice(at));

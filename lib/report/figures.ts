@@ -219,37 +219,215 @@ export function perLayerSvg(rows: LayerValue[], yLabel: string): string {
   }) as unknown as Element);
 }
 
-/** An image with a caption, for {@linkcode imageGridHtml}. */
+/** One network's curve in {@linkcode depthSvg}. */
+export interface DepthCurve {
+  /** The label at the line's end, e.g. `plain-56`. */
+  name: string;
+  /** Layers with weights; networks of one depth share a colour. */
+  depth: number;
+  /** With shortcuts (a solid line) or plain (dashed), as He et al.'s Fig. 6 draws them. */
+  residual: boolean;
+  /** Errors as fractions in [0, 1]; a `trainError` of null (not measured) leaves a gap. */
+  points: readonly { epoch: number; trainError: number | null; testError: number }[];
+}
+
+/**
+ * Training and test error per epoch of plain and residual networks of several depths, two
+ * panels in one SVG: He et al.'s Fig. 6 (plain nets get worse with depth, ResNets better).
+ * Solid lines are ResNets, dashed ones their plain twins; a colour is a depth.
+ *
+ * @param curves One per network.
+ * @param trainLabel The left panel's axis label (what the training error was measured on).
+ * @returns The SVG document.
+ *
+ * @example
+ * ```ts
+ * import { depthSvg } from "./figures.ts";
+ * const points = [{ epoch: 1, trainError: 0.6, testError: 0.62 }];
+ * const svg = depthSvg([{ name: "plain-20", depth: 20, residual: false, points }]);
+ * console.log(svg.includes("stroke-dasharray")); // true: plain nets are dashed
+ * ```
+ */
+export function depthSvg(
+  curves: readonly DepthCurve[],
+  trainLabel = "↓ training error (%)",
+): string {
+  const depths = [...new Set(curves.map((c) => c.depth))].sort((a, b) => a - b);
+  const epochs = [...new Set(curves.flatMap((c) => c.points.map((p) => p.epoch)))];
+  const panel = (key: "trainError" | "testError", label: string) => {
+    const rows = curves.flatMap((c) =>
+      c.points.map((p) => ({
+        name: c.name,
+        depth: String(c.depth),
+        residual: c.residual,
+        epoch: p.epoch,
+        error: p[key] === null ? NaN : 100 * p[key]!,
+      }))
+    );
+    // Plot takes a dash pattern as a constant, not a channel: one line mark per kind.
+    const line = (residual: boolean) =>
+      Plot.line(rows.filter((r) => r.residual === residual), {
+        x: "epoch",
+        y: "error",
+        z: "name",
+        stroke: "depth",
+        marker: "circle",
+        ...(residual ? {} : { strokeDasharray: "6 4" }),
+      });
+    return toSvg(Plot.plot({
+      document: plotDocument(),
+      width: WIDTH,
+      height: HEIGHT,
+      marginRight: 70,
+      x: {
+        label: "epoch",
+        ticks: epochs.filter((e, _i, all) =>
+          all.length <= 10 || e % Math.ceil(all.length / 10) === 0
+        ),
+        tickFormat: "d",
+      },
+      y: { label, grid: true },
+      color: {
+        domain: depths.map(String),
+        range: ["#4269d0", "#ff725c", "#3ca951", "#a463f2", "#efb118"],
+      },
+      marks: [
+        line(true),
+        line(false),
+        Plot.text(
+          rows.filter((r) => Number.isFinite(r.error)),
+          Plot.selectLast({
+            x: "epoch",
+            y: "error",
+            z: "name",
+            text: "name",
+            fill: "depth",
+            dx: 6,
+            textAnchor: "start",
+          }),
+        ),
+      ],
+    }) as unknown as Element);
+  };
+  return sideBySide(
+    [panel("trainError", trainLabel), panel("testError", "↓ test error (%)")],
+    WIDTH,
+    HEIGHT,
+  );
+}
+
+/** An image with a caption, for {@linkcode imageGridSvg}. */
 export interface CaptionedImage {
   /** 32x32x3 RGB bytes (one CIFAR-10 image, NHWC). */
   rgb: Uint8Array;
   caption: string;
-  /** Caption colour, e.g. red for a wrong prediction. @default "inherit" */
+  /** Caption colour, e.g. red for a wrong prediction. @default the text colour */
   color?: string;
 }
 
+/** Options of {@linkcode imageGridSvg}. */
+export interface ImageGridOptions {
+  /** Images per row. @default 8 */
+  columns?: number;
+  /** How many screen pixels an image pixel becomes. @default 3 */
+  scale?: number;
+  /** The images' side in pixels. @default 32 */
+  size?: number;
+  /** Width of a cell, for captions wider than an image. @default the scaled image's width */
+  cellWidth?: number;
+  /** A heading above the grid. @default none */
+  title?: string;
+}
+
+const GRID_GAP = 6;
+const CAPTION_FONT_PX = 11;
+const CAPTION_LINE_PX = 13;
+const TITLE_FONT_PX = 13;
+const TITLE_LINE_PX = 20;
 /**
- * A grid of small images with captions, as HTML (each image a PNG data URL, scaled up with
- * crisp pixels so a 32x32 image stays readable).
+ * How wide a character of the captions' font (DejaVu Sans, see raster.ts) is on average, as a
+ * share of the font size (lower case 0.28 to 0.97, about 0.6; digits 0.64): captions wrap at
+ * this estimate, as an SVG has no text layout of its own.
  */
-export async function imageGridHtml(
+const CHAR_WIDTH_EM = 0.6;
+
+/** Splits a caption into lines of at most `maxChars` characters, at spaces where it can. */
+export function wrapCaption(caption: string, maxChars: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (let word of caption.split(/\s+/).filter((w) => w !== "")) {
+    while (word.length > maxChars) {
+      if (line !== "") lines.push(line);
+      lines.push(word.slice(0, maxChars));
+      word = word.slice(maxChars);
+      line = "";
+    }
+    if (line === "") line = word;
+    else if (line.length + 1 + word.length <= maxChars) line += ` ${word}`;
+    else {
+      lines.push(line);
+      line = word;
+    }
+  }
+  if (line !== "") lines.push(line);
+  return lines;
+}
+
+/**
+ * A grid of small images with captions, as one SVG: each image a PNG data URL scaled up with
+ * crisp pixels, each caption wrapped under it. A figure rather than HTML, because Jupyter's
+ * sanitiser drops the CSS grid of an HTML grid in a notebook it does not trust, while the
+ * notebook shows an SVG as a PNG that every frontend displays.
+ *
+ * @example
+ * ```ts
+ * import { imageGridSvg } from "./figures.ts";
+ * const svg = await imageGridSvg([{ rgb: new Uint8Array(32 * 32 * 3), caption: "cat" }]);
+ * console.log(svg.includes("<text")); // true
+ * ```
+ */
+export async function imageGridSvg(
   images: CaptionedImage[],
-  options: { columns?: number; scale?: number; size?: number } = {},
+  options: ImageGridOptions = {},
 ): Promise<string> {
-  const { columns = 8, scale = 3, size = 32 } = options;
-  const cells = await Promise.all(images.map(async (image) => {
-    const url = await pngDataUrl(image.rgb, size, size);
-    return `<figure style="margin:2px;text-align:center;font:11px sans-serif">` +
-      `<img src="${url}" width="${size * scale}" height="${size * scale}" ` +
-      `style="image-rendering:pixelated;display:block">` +
-      `<figcaption style="color:${image.color ?? "inherit"}">${
-        escapeHtml(image.caption)
-      }</figcaption></figure>`;
-  }));
-  return `<div style="display:grid;grid-template-columns:repeat(${columns},${
-    size * scale + 4
-  }px)">` +
-    `${cells.join("")}</div>`;
+  const { columns = 8, scale = 3, size = 32, title } = options;
+  const side = size * scale;
+  const cellWidth = Math.max(side, options.cellWidth ?? side);
+  const maxChars = Math.max(1, Math.floor(cellWidth / (CAPTION_FONT_PX * CHAR_WIDTH_EM)));
+  const captions = images.map((image) => wrapCaption(image.caption, maxChars));
+  const width = Math.min(columns, Math.max(1, images.length)) * (cellWidth + GRID_GAP);
+  const parts: string[] = [];
+  let y = 0;
+  if (title !== undefined) {
+    parts.push(
+      `<text x="${GRID_GAP / 2}" y="${TITLE_FONT_PX + 2}" font-size="${TITLE_FONT_PX}" ` +
+        `font-weight="bold" fill="currentColor">${escapeHtml(title)}</text>`,
+    );
+    y = TITLE_LINE_PX;
+  }
+  for (let row = 0; row * columns < images.length; row++) {
+    const indices = images.map((_, i) => i).slice(row * columns, (row + 1) * columns);
+    const lines = Math.max(...indices.map((i) => captions[i].length));
+    for (const [column, i] of indices.entries()) {
+      const x = column * (cellWidth + GRID_GAP) + GRID_GAP / 2;
+      const url = await pngDataUrl(images[i].rgb, size, size);
+      // optimizeSpeed: nearest-neighbour scaling (resvg, browsers), so the pixels stay sharp.
+      parts.push(
+        `<image href="${url}" x="${x + (cellWidth - side) / 2}" y="${y}" width="${side}" ` +
+          `height="${side}" image-rendering="optimizeSpeed"/>`,
+      );
+      captions[i].forEach((line, k) => {
+        parts.push(
+          `<text x="${x + cellWidth / 2}" y="${y + side + CAPTION_LINE_PX * (k + 1)}" ` +
+            `text-anchor="middle" font-size="${CAPTION_FONT_PX}" ` +
+            `fill="${escapeHtml(images[i].color ?? "currentColor")}">${escapeHtml(line)}</text>`,
+        );
+      });
+    }
+    y += side + CAPTION_LINE_PX * lines + GRID_GAP;
+  }
+  return `<svg xmlns="${SVG_NS}" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}" ` +
+    `font-family="system-ui, sans-serif">${parts.join("")}</svg>`;
 }
 
 /** A plain HTML table from rows of cells (first row is the header). */

@@ -60,6 +60,60 @@ export function machineInfo(): MachineInfo {
 }
 
 /**
+ * The CPU features SGEMM speed depends on: AVX2 and FMA (OpenBLAS's Haswell kernels), AVX-512
+ * and its BF16 and AMX extensions (what oneDNN's JIT picks up).
+ */
+export const CPU_FLAGS = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"] as const;
+
+/**
+ * Which of {@linkcode CPU_FLAGS} a CPU has, from the text of its `/proc/cpuinfo` (Deno 2 lets
+ * only `--allow-all` read `/proc`, so the caller says how it got the text).
+ *
+ * @param cpuinfo The contents of `/proc/cpuinfo`.
+ * @returns The flags present on the first processor's `flags` line, in {@linkcode CPU_FLAGS}'s
+ *   order; `null` if the text has no such line.
+ *
+ * @example
+ * ```ts
+ * import { parseCpuFlags } from "./machine.ts";
+ * console.log(parseCpuFlags("processor\t: 0\nflags\t\t: fpu avx2 fma avx512f\n")); // ["avx2", "fma", "avx512f"]
+ * ```
+ */
+export function parseCpuFlags(cpuinfo: string): string[] | null {
+  const match = cpuinfo.match(/^flags\s*:\s*(.*)$/m);
+  if (match === null) return null;
+  const present = new Set(match[1].trim().split(/\s+/));
+  return CPU_FLAGS.filter((flag) => present.has(flag));
+}
+
+/** The environment variables that choose OpenBLAS's kernels and blocking for this machine. */
+export const OPENBLAS_VARIABLES = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"] as const;
+
+/**
+ * What the environment sets {@linkcode OPENBLAS_VARIABLES} to: OpenBLAS reads them when it
+ * loads, so they belong beside any SGEMM figure.
+ *
+ * @returns Each variable's value; `null` where it is unset, or "unknown (needs --allow-env=NAME)"
+ *   where this process may not read it.
+ *
+ * @example
+ * ```ts
+ * import { openblasSettings } from "./machine.ts";
+ * console.log(Object.keys(openblasSettings())); // ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"]
+ * ```
+ */
+export function openblasSettings(): Record<typeof OPENBLAS_VARIABLES[number], string | null> {
+  const read = (variable: string) =>
+    Deno.permissions.querySync({ name: "env", variable }).state === "granted"
+      ? Deno.env.get(variable) ?? null
+      : `unknown (needs --allow-env=${variable})`;
+  return {
+    OPENBLAS_CORETYPE: read("OPENBLAS_CORETYPE"),
+    OPENBLAS_L2_SIZE: read("OPENBLAS_L2_SIZE"),
+  };
+}
+
+/**
  * {@linkcode machineInfo} as one line: `AMD EPYC ..., 2 logical cores, linux-x86_64, Deno 2.9.6,
  * TensorFlow.js 4.22.0`.
  */

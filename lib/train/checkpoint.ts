@@ -131,6 +131,9 @@ export async function saveCheckpoint(
  * the file's structure, every tensor's and the state's digest, the model's weights by name,
  * shape and dtype, Adam's slots by count, name and shape, and every state field.
  *
+ * @param options.checkState Called with the stored state before any weight is matched, to
+ *   refuse it first (a run saved with another `arch` or `width` then says so, rather than
+ *   listing every weight that does not fit). @default no check
  * @returns The stored state, for the trainer to continue from.
  * @throws {Error} naming the file and what did not check out (the tensor, the field, or every
  *   missing, unexpected or mis-shaped weight).
@@ -139,11 +142,13 @@ export async function restoreCheckpoint(
   path: string,
   model: tf.LayersModel,
   optimizer: tf.Optimizer,
+  options: { checkState?: (state: CheckpointState) => void } = {},
 ): Promise<CheckpointState> {
   const { tensors, metadata } = decodeSafetensors(await readCheckpointFile(path), path);
   const checked = checkMetadata(metadata, path);
   await verifyDigests(tensors, checked, path);
   const state = parseCheckpointState(checked.state, path);
+  options.checkState?.(state);
   const values = takeModelWeights(model, tensors, path);
   let slotNames: string[];
   try {
@@ -161,7 +166,34 @@ export async function restoreCheckpoint(
   await optimizer.setWeights(slots);
   // setWeights() keeps its own references to the moments; ours can go.
   tf.dispose(slots.map((s) => s.tensor));
+  if (optimizer instanceof tf.AdamOptimizer) restoreAdamPowers(optimizer);
   return state;
+}
+
+/**
+ * Sets Adam's beta1^t and beta2^t as its steps compute them. tfjs's `setWeights()` takes them
+ * from `pow(beta, t + 1)`, but each step multiplies them by beta in float32, and the two differ
+ * in the last bit after some step counts (beta2 = 0.999 after 2 and 5 steps, beta1 = 0.9 after
+ * 8): a run resumed from `pow()` drifts from the run it continues.
+ */
+function restoreAdamPowers(adam: tf.AdamOptimizer): void {
+  const state = adam as unknown as {
+    accBeta1: tf.Variable;
+    accBeta2: tf.Variable;
+    beta1: number;
+    beta2: number;
+  };
+  // A float32 product of two float32 values, rounded once: what tf.mul computes.
+  const power = (beta: number) => {
+    const b = Math.fround(beta);
+    let acc = b;
+    for (let step = 0; step < adam.iterations; step++) acc = Math.fround(acc * b);
+    return acc;
+  };
+  tf.tidy(() => {
+    state.accBeta1.assign(tf.scalar(power(state.beta1)));
+    state.accBeta2.assign(tf.scalar(power(state.beta2)));
+  });
 }
 
 async function readCheckpointFile(path: string): Promise<Uint8Array> {
@@ -304,7 +336,7 @@ export function takeModelWeights(
   }
   if (problems.length > 0) {
     throw new Error(
-      `Checkpoint ${source} does not fit this model (was it trained with another --width?): ${
+      `Checkpoint ${source} does not fit this model (was it trained with another --arch or --width?): ${
         problems.slice(0, 10).join("; ")
       }${problems.length > 10 ? `; and ${problems.length - 10} more` : ""}`,
     );

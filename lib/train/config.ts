@@ -5,6 +5,7 @@
  * @module
  */
 import { MAX_CROP_PADDING } from "../data.ts";
+import { architecture, type ArchName } from "../model.ts";
 
 /**
  * A TensorFlow.js backend to ask for: `cpu` (pure JavaScript, the numeric reference), `wasm`,
@@ -24,7 +25,18 @@ export interface TrainConfig {
   batchSize: number;
   /** Adam's step size. @default 0.001 (the article) */
   learningRate: number;
-  /** Channels of ResNet-18's stem; stages use 1x, 2x, 4x, 8x. @default 64 (the article) */
+  /**
+   * The network (see `architecture()` in `lib/model.ts`): `resnet18` (the article's),
+   * `resnet34`, He et al.'s CIFAR nets `resnet20`, `resnet56` (any `resnet{6n+2}`), or the
+   * plain twin of any of them (`plain18`, `plain20`, ...), the same layers without shortcuts.
+   * @default "resnet18" (the article)
+   */
+  arch: ArchName;
+  /**
+   * Channels of the stem; stages use 1x, 2x, 4x, 8x of it (He et al.'s CIFAR nets 1x, 2x, 4x).
+   * @default 64 (the article), or the architecture's own width when `arch` is given without
+   *   one (16 for `resnet20`)
+   */
   width: number;
   /** Train on a class-balanced subset of this many images; null = all 50,000. @default null */
   trainLimit: number | null;
@@ -90,6 +102,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   epochs: 10,
   batchSize: 64,
   learningRate: 0.001,
+  arch: "resnet18",
   width: 64,
   trainLimit: null,
   testLimit: null,
@@ -207,10 +220,22 @@ export class ConfigError extends RangeError {
  * ```ts
  * import { makeConfig } from "./config.ts";
  * console.log(makeConfig({ width: 16 }).batchSize); // 64
+ * console.log(makeConfig({ arch: "resnet20" }).width); // 16: He et al.'s width
  * ```
  */
 export function makeConfig(partial: Partial<TrainConfig> = {}): TrainConfig {
-  const config: TrainConfig = { ...DEFAULT_CONFIG, ...partial };
+  const arch = partial.arch ?? DEFAULT_CONFIG.arch;
+  let defaultWidth: number;
+  try {
+    defaultWidth = architecture(arch).defaultWidth;
+  } catch (error) {
+    throw new ConfigError("arch", (error as Error).message);
+  }
+  const config: TrainConfig = {
+    ...DEFAULT_CONFIG,
+    ...partial,
+    width: partial.width ?? defaultWidth,
+  };
   const check = (field: keyof TrainConfig, valid: boolean, expected: string, why = "") => {
     if (!valid) {
       throw new ConfigError(

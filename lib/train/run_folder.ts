@@ -254,6 +254,7 @@ function list(entries: string[]): string {
 // Fields a resumed run must share with the run it continues; epochs may grow, and backend and
 // learning rate may change (a lower rate is the usual cure after a diverged run).
 const RESUME_FIXED: (keyof TrainConfig)[] = [
+  "arch",
   "batchSize",
   "width",
   "trainLimit",
@@ -285,21 +286,26 @@ export async function resumeFromRunFolder(
   model: tf.LayersModel,
   optimizer: tf.Optimizer,
 ): Promise<CheckpointState> {
-  const state = await restoreCheckpoint(`${runDir}/${RUN_FILES.checkpoint}`, model, optimizer);
-  const changed = RESUME_FIXED.filter((k) => state.config[k] !== config[k]);
-  if (changed.length > 0) {
-    throw new Error(
-      `Cannot resume ${runDir}: ${
-        changed.map((k) => `${k} was ${state.config[k]}, now ${config[k]}`).join(", ")
-      }`,
-    );
-  }
-  if (config.epochs < state.epoch) {
-    throw new Error(
-      `Cannot resume ${runDir} with epochs ${config.epochs}: it has already trained ${state.epoch}`,
-    );
-  }
-  return state;
+  // Checked before any weight is loaded: a model of another arch or width would otherwise be
+  // refused weight by weight, which does not say why.
+  const checkState = (state: CheckpointState) => {
+    const changed = RESUME_FIXED.filter((k) => state.config[k] !== config[k]);
+    if (changed.length > 0) {
+      throw new Error(
+        `Cannot resume ${runDir}: ${
+          changed.map((k) => `${k} was ${state.config[k]}, now ${config[k]}`).join(", ")
+        }`,
+      );
+    }
+    if (config.epochs < state.epoch) {
+      throw new Error(
+        `Cannot resume ${runDir} with epochs ${config.epochs}: it has already trained ${state.epoch}`,
+      );
+    }
+  };
+  return await restoreCheckpoint(`${runDir}/${RUN_FILES.checkpoint}`, model, optimizer, {
+    checkState,
+  });
 }
 
 /** `history.json`, atomically. */

@@ -153,29 +153,52 @@ export const CONV_CASES: ConvCase[] = [
     pad: "valid",
   },
   { name: "3x3 s1 'same'", x: [3, 16, 16, 8], filter: [3, 3, 8, 16], strides: 1, pad: "same" },
-  // The native backend's direct 3x3 kernels (stride 1, padding 1, Cout a
-  // multiple of 16, width a multiple of 4, up to 32 channels in): the model's
-  // stage-1 and stage-2 layers from width 16; then a width they do not take.
+  // Narrow layers (the model's first stages from width 16), a width not a
+  // multiple of 4, and 'same' at stride 2 on an even size, which pads the
+  // bottom and right only (asymmetric pads, as tfjs's padInfo gives them).
   {
-    name: "3x3 s1 'same', 16->16 (direct)",
+    name: "3x3 s1 'same', 16->16",
     x: [3, 8, 8, 16],
     filter: [3, 3, 16, 16],
     strides: 1,
     pad: "same",
   },
   {
-    name: "3x3 s1 'same', 32->32 (direct, two output blocks)",
+    name: "3x3 s1 'same', 32->32",
     x: [2, 8, 12, 32],
     filter: [3, 3, 32, 32],
     strides: 1,
     pad: "same",
   },
   {
-    name: "3x3 s1 'same', 16->16, width 6 (not direct)",
+    name: "3x3 s1 'same', 16->16, width 6",
     x: [2, 5, 6, 16],
     filter: [3, 3, 16, 16],
     strides: 1,
     pad: "same",
+  },
+  {
+    name: "3x3 s2 'same', even size (pads bottom and right only)",
+    x: [2, 16, 16, 8],
+    filter: [3, 3, 8, 16],
+    strides: 2,
+    pad: "same",
+  },
+  // The filter gradient the native backend takes through im2col + SGEMM
+  // (strided 3x3 from 64 channels in), at an odd size; and a pointwise conv.
+  {
+    name: "3x3 s2 'same', 64->48, odd size",
+    x: [2, 11, 11, 64],
+    filter: [3, 3, 64, 48],
+    strides: 2,
+    pad: "same",
+  },
+  {
+    name: "1x1 s1, 32->24",
+    x: [2, 5, 7, 32],
+    filter: [1, 1, 32, 24],
+    strides: 1,
+    pad: "valid",
   },
   {
     name: "3x3 s2 'same', odd size",

@@ -4,15 +4,19 @@
  * The wasm backend's XNNPACK convolutions run on 128-bit WebAssembly SIMD,
  * without fused multiply-add, and reach about a third of what the same two
  * cores do natively. This module loads `native/build/libresnet_native.so`
- * (built from `native/kernels.c` by `deno task build:native`, linked to the
- * system's OpenBLAS) through Deno's FFI, and installs kernels that hand it
- * pointers straight into the wasm memory where the tensors live: no copies,
- * and the tensors stay ordinary wasm tensors for every other kernel.
+ * (built from `native/kernels.c` and `native/onednn.c` by
+ * `deno task build:native`, linked to the system's oneDNN and OpenBLAS)
+ * through Deno's FFI, and installs kernels that hand it pointers straight
+ * into the wasm memory where the tensors live: no copies, and the tensors
+ * stay ordinary wasm tensors for every other kernel. The convolutions run on
+ * oneDNN's primitives (the strided 3x3 filter gradients on im2col plus
+ * OpenBLAS, {@linkcode gemmFilterGradientWins}); the rest on the project's
+ * own C kernels.
  *
  * Replaced while native kernels are enabled: `Conv2D`, `FusedConv2D` (bias,
  * linear or ReLU activation), `Conv2DBackpropInput`, `Conv2DBackpropFilter`,
  * and `Sum`/`Mean` over consecutive non-innermost axes (batch-norm
- * statistics, bias gradients). `wasm_kernels.ts` registers them, in front of
+ * statistics, bias gradients). `installNativeKernels()` registers them, in front of
  * the wasm kernels; anything they do not implement (NCHW, dilations, other
  * activations, other dtypes), and everything while they are disabled, goes to
  * those.
@@ -49,7 +53,7 @@ import { overrideGradient, overrideKernel, type Undo, undoAll } from "../acceler
 import { channelsLastConvInfo, middleReduction } from "../wasm/kernels.ts";
 
 /** Must equal `rn_abi_version()` in `native/kernels.c`. */
-const ABI_VERSION = 6;
+const ABI_VERSION = 7;
 
 /** The library `deno task build:native` writes. */
 export const NATIVE_LIBRARY_URL = new URL(
@@ -60,12 +64,19 @@ export const NATIVE_LIBRARY_URL = new URL(
 /** The library's functions as Deno's FFI declares them (`tools/conv_bench.ts` opens it too). */
 export const NATIVE_SYMBOLS = {
   rn_abi_version: { parameters: [], result: "i32" },
-  rn_conv2d: {
+  rn_dnnl_conv2d: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "i32"],
     result: "i32",
   },
-  rn_conv2d_backprop_input: { parameters: ["buffer", "buffer", "buffer", "buffer"], result: "i32" },
-  rn_conv2d_backprop_filter: {
+  rn_dnnl_conv2d_backprop_input: {
+    parameters: ["buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  rn_dnnl_conv2d_backprop_filter: {
+    parameters: ["buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  rn_gemm_conv2d_backprop_filter: {
     parameters: ["buffer", "buffer", "buffer", "buffer"],
     result: "i32",
   },
@@ -113,6 +124,7 @@ export const NATIVE_SYMBOLS = {
     result: "void",
   },
   rn_relu_grad: { parameters: ["buffer", "buffer", "buffer", "i32"], result: "void" },
+  rn_sgemm_gflops: { parameters: ["i32", "i32", "i32", "i32", "i32"], result: "f64" },
 } as const;
 
 type NativeLibrary = Deno.DynamicLibrary<typeof NATIVE_SYMBOLS>["symbols"];
@@ -124,8 +136,8 @@ let enabled = false;
  * Opens the native library (once per process) and checks its ABI version.
  *
  * @returns A one-line description of what was loaded.
- * @throws {Error} If the library is missing, cannot be opened (no OpenBLAS, no
- *   `--allow-ffi`), or was built from another version of `native/kernels.c`;
+ * @throws {Error} If the library is missing, cannot be opened (no OpenBLAS or
+ *   oneDNN, no `--allow-ffi`), or was built from other versions of `native/`;
  *   the message says which, and the command that fixes it.
  */
 export function loadNativeLibrary(): string {
@@ -136,8 +148,8 @@ export function loadNativeLibrary(): string {
     } catch {
       throw new Error(
         `The native backend expected its library at ${path} but found no file there; ` +
-          `build it with \`deno task build:native\` (needs a C compiler and OpenBLAS: ` +
-          `apt-get install gcc libopenblas0)`,
+          `build it with \`deno task build:native\` (needs a C compiler, OpenBLAS and oneDNN: ` +
+          `apt-get install gcc libopenblas0 libdnnl-dev)`,
       );
     }
     let opened: Deno.DynamicLibrary<typeof NATIVE_SYMBOLS>;
@@ -146,7 +158,8 @@ export function loadNativeLibrary(): string {
     } catch (error) {
       throw new Error(
         `The native backend could not open ${path}: ${(error as Error).message} ` +
-          `(it needs --allow-ffi and the system's OpenBLAS runtime, libopenblas.so.0)`,
+          `(it needs --allow-ffi and the system's OpenBLAS and oneDNN runtimes, ` +
+          `libopenblas.so.0 and libdnnl.so)`,
       );
     }
     const found = opened.symbols.rn_abi_version();
@@ -159,7 +172,7 @@ export function loadNativeLibrary(): string {
     }
     library = opened.symbols;
   }
-  return `OpenBLAS SGEMM and OpenMP, via FFI (${path})`;
+  return `oneDNN convolutions, OpenBLAS SGEMM and OpenMP, via FFI (${path})`;
 }
 
 /** Whether the native kernels are handling the wasm backend's convolutions now. */
@@ -233,6 +246,8 @@ const CONV_FIELDS = [
   "sw",
   "pt",
   "pl",
+  "pb",
+  "pr",
   "ho",
   "wo",
 ] as const;
@@ -241,14 +256,23 @@ const CONV_FIELDS = [
 type ConvGeometry = Record<typeof CONV_FIELDS[number], number>;
 
 /**
- * Why kernels.c cannot run this geometry safely, or null. Its loops read x only
- * inside [0, h) x [0, w), but the im2col copy assumes each window starts within
+ * Why the native kernels cannot run this geometry safely, or null. The output
+ * size must follow from the input, kernel, strides and the four pads (oneDNN
+ * refuses anything else, and sizes its reads from them); kernels.c's im2col
+ * reads x only inside [0, h) x [0, w), but assumes each window starts within
  * a kernel's reach of the input: padding below the kernel size, and the last
  * output row's window starting inside the input.
  */
 function convGeometryProblem(g: ConvGeometry): string | null {
   if (g.pt > g.kh - 1 || g.pl > g.kw - 1) {
     return `padding below the kernel size ${g.kh}x${g.kw} but found top ${g.pt}, left ${g.pl}`;
+  }
+  const ho = Math.floor((g.h + g.pt + g.pb - g.kh) / g.sh) + 1;
+  const wo = Math.floor((g.w + g.pl + g.pr - g.kw) / g.sw) + 1;
+  if (ho !== g.ho || wo !== g.wo) {
+    return `an output of ${ho}x${wo} from the ${g.h}x${g.w} input, kernel ${g.kh}x${g.kw}, ` +
+      `strides ${g.sh}x${g.sw} and padding top ${g.pt}, bottom ${g.pb}, left ${g.pl}, ` +
+      `right ${g.pr} but found ${g.ho}x${g.wo}`;
   }
   if ((g.ho - 1) * g.sh - g.pt > g.h - 1 || (g.wo - 1) * g.sw - g.pl > g.w - 1) {
     return `the last output window to start inside the ${g.h}x${g.w} input but found an ` +
@@ -267,7 +291,7 @@ function convGeometry(call: NativeCall, geometry: Int32Array): ConvGeometry {
   }
   const g = {} as ConvGeometry;
   CONV_FIELDS.forEach((field, i) => {
-    g[field] = call.int(field, geometry[i], field === "pt" || field === "pl" ? 0 : 1);
+    g[field] = call.int(field, geometry[i], field.startsWith("p") ? 0 : 1);
   });
   const problem = convGeometryProblem(g);
   if (problem !== null) {
@@ -320,7 +344,10 @@ function loaded(fn: string): NativeLibrary {
  * ```
  */
 export const checkedNative = {
-  /** y = conv(x, filter) + bias (bias may be null), ReLU when `relu` is 1; returns C's status. */
+  /**
+   * y = conv(x, filter) + bias (bias may be null), ReLU when `relu` is 1 (oneDNN);
+   * returns C's status.
+   */
   conv2d(
     x: Float32Array,
     filter: Float32Array,
@@ -329,38 +356,68 @@ export const checkedNative = {
     geometry: Int32Array,
     relu: number,
   ): number {
-    const call = new NativeCall("rn_conv2d");
+    const call = new NativeCall("rn_dnnl_conv2d");
     const g = convGeometry(call, geometry);
     convBuffers(call, g, { x, filter, y }, { x: "x", filter: "filter", y: "y" });
     if (bias !== null) call.floats("bias", bias, g.cout, "cout");
     call.int("relu", relu);
-    return loaded(call.fn).rn_conv2d(x, filter, bias, y, geometry, relu);
+    return loaded(call.fn).rn_dnnl_conv2d(x, filter, bias, y, geometry, relu);
   },
 
-  /** dx of a convolution given dy; returns C's status. */
+  /** dx of a convolution given dy (oneDNN); returns C's status. */
   conv2dBackpropInput(
     dy: Float32Array,
     filter: Float32Array,
     dx: Float32Array,
     geometry: Int32Array,
   ): number {
-    const call = new NativeCall("rn_conv2d_backprop_input");
+    const call = new NativeCall("rn_dnnl_conv2d_backprop_input");
     const g = convGeometry(call, geometry);
     convBuffers(call, g, { x: dx, filter, y: dy }, { x: "dx", filter: "filter", y: "dy" });
-    return loaded(call.fn).rn_conv2d_backprop_input(dy, filter, dx, geometry);
+    return loaded(call.fn).rn_dnnl_conv2d_backprop_input(dy, filter, dx, geometry);
   },
 
-  /** dfilter of a convolution given x and dy; returns C's status. */
+  /** dfilter of a convolution given x and dy (oneDNN); returns C's status. */
   conv2dBackpropFilter(
     x: Float32Array,
     dy: Float32Array,
     dfilter: Float32Array,
     geometry: Int32Array,
   ): number {
-    const call = new NativeCall("rn_conv2d_backprop_filter");
+    const call = new NativeCall("rn_dnnl_conv2d_backprop_filter");
     const g = convGeometry(call, geometry);
     convBuffers(call, g, { x, filter: dfilter, y: dy }, { x: "x", filter: "dfilter", y: "dy" });
-    return loaded(call.fn).rn_conv2d_backprop_filter(x, dy, dfilter, geometry);
+    return loaded(call.fn).rn_dnnl_conv2d_backprop_filter(x, dy, dfilter, geometry);
+  },
+
+  /** The same dfilter as im2col plus OpenBLAS SGEMM (kernels.c); returns C's status. */
+  gemmConv2dBackpropFilter(
+    x: Float32Array,
+    dy: Float32Array,
+    dfilter: Float32Array,
+    geometry: Int32Array,
+  ): number {
+    const call = new NativeCall("rn_gemm_conv2d_backprop_filter");
+    const g = convGeometry(call, geometry);
+    convBuffers(call, g, { x, filter: dfilter, y: dy }, { x: "x", filter: "dfilter", y: "dy" });
+    return loaded(call.fn).rn_gemm_conv2d_backprop_filter(x, dy, dfilter, geometry);
+  },
+
+  /**
+   * The best GFLOP/s of `repeats` SGEMMs C[m, n] = A[m, k] B[k, n] (after one
+   * warm-up) on matrices the C side allocates: `library` 0 is OpenBLAS's
+   * `cblas_sgemm` (rows split over the OpenMP threads, as the convolutions
+   * call it), 1 is oneDNN's `dnnl_sgemm`. Returns -1 if C cannot allocate them.
+   */
+  sgemmGflops(m: number, n: number, k: number, library: number, repeats: number): number {
+    const call = new NativeCall("rn_sgemm_gflops");
+    for (const [name, value] of Object.entries({ m, n, k, repeats })) call.int(name, value, 1);
+    if (library !== 0 && library !== 1) {
+      throw new RangeError(
+        `native ${call.fn}: expected library to be 0 (OpenBLAS) or 1 (oneDNN) but found ${library}`,
+      );
+    }
+    return loaded(call.fn).rn_sgemm_gflops(m, n, k, library, repeats);
   },
 
   /** out[b, c] = scale * sum over m of x[b, m, c]. */
@@ -581,6 +638,21 @@ export const checkedNative = {
 
 // ------------------------------------------------------------------ geometry
 
+/**
+ * Whether im2col plus OpenBLAS computes this filter gradient faster than
+ * oneDNN: strided 3x3 (or larger) kernels from 64 input channels up, where
+ * oneDNN 2.6's backward-weights kernel ran 10-70 % slower on the build
+ * machine (`tools/conv_bench.ts`: ResNet-18's stage-entry convolutions at
+ * widths 16 and 64, batches 64 and 128; at 32 channels the two tied); oneDNN
+ * was faster for every other product and shape.
+ *
+ * @param geometry A packed `conv_t`.
+ */
+export function gemmFilterGradientWins(geometry: Int32Array): boolean {
+  const g = Object.fromEntries(CONV_FIELDS.map((f, i) => [f, geometry[i]])) as ConvGeometry;
+  return g.kh * g.kw > 1 && (g.sh > 1 || g.sw > 1) && g.c >= 64;
+}
+
 /** A convolution's `conv_t` fields. */
 function convFields(info: backend_util.Conv2DInfo): ConvGeometry {
   return {
@@ -595,15 +667,28 @@ function convFields(info: backend_util.Conv2DInfo): ConvGeometry {
     sw: info.strideWidth,
     pt: info.padInfo.top,
     pl: info.padInfo.left,
+    pb: info.padInfo.bottom,
+    pr: info.padInfo.right,
     ho: info.outHeight,
     wo: info.outWidth,
   };
 }
 
-/** `conv_t` of kernels.c: 13 int32 fields. */
+/** `conv_t` of native/resnet_native.h: 15 int32 fields. */
 function packGeometry(info: backend_util.Conv2DInfo): Int32Array {
   const fields = convFields(info);
   return Int32Array.from(CONV_FIELDS, (field) => fields[field]);
+}
+
+/**
+ * A convolution's packed `conv_t` as the checked calls take it (tfjs's
+ * strides, output size and the four pads of its `padInfo`), or null for a
+ * geometry the native kernels do not run (padding as wide as the kernel).
+ *
+ * @param info What `backend_util.computeConv2DInfo` returns, channels last.
+ */
+export function packConvGeometry(info: backend_util.Conv2DInfo): Int32Array | null {
+  return convGeometryProblem(convFields(info)) === null ? packGeometry(info) : null;
 }
 
 /** What the native kernels implement: NHWC, no dilation, float32, padding below the kernel size. */
@@ -634,11 +719,19 @@ function heap(backend: BackendWasm, info: TensorInfo): Float32Array {
   return backend.typedArrayFromHeap(info) as Float32Array;
 }
 
+/** What the C side's convolution statuses mean (native/onednn.c's RN_* codes). */
+const CONV_STATUS: Record<number, string> = {
+  [-1]: "could not allocate its buffers",
+  [-2]: "oneDNN has no primitive for it",
+  [-3]: "oneDNN failed to run it",
+};
+
 function check(status: number, kernelName: string, info: backend_util.Conv2DInfo): void {
   if (status !== 0) {
     throw new Error(
-      `native ${kernelName}: could not allocate the im2col buffer for input ` +
-        `[${info.inShape}] and filter [${info.filterShape}] (status ${status})`,
+      `native ${kernelName}: expected status 0 but found ${status} ` +
+        `(${CONV_STATUS[status] ?? "unknown status"}) for input [${info.inShape}], ` +
+        `filter [${info.filterShape}], strides ${info.strideHeight}x${info.strideWidth}`,
     );
   }
 }
@@ -733,7 +826,10 @@ const conv2DBackpropFilterNative = convGradientNative(
   },
   (info) => info.filterShape,
   // The C side takes x first.
-  (dy, x, dw, geometry) => checkedNative.conv2dBackpropFilter(x, dy, dw, geometry),
+  (dy, x, dw, geometry) =>
+    gemmFilterGradientWins(geometry)
+      ? checkedNative.gemmConv2dBackpropFilter(x, dy, dw, geometry)
+      : checkedNative.conv2dBackpropFilter(x, dy, dw, geometry),
 );
 
 /** `Sum`/`Mean` of a {@linkcode middleReduction}: one pass over x in native code. */
