@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../lib/backends/init.ts";
 import { batchNormTraining } from "../lib/backends/native/batchnorm.ts";
+import { addRelu } from "../lib/backends/native/relu_fusion.ts";
 import { createOptimizer } from "../lib/train.ts";
 import {
   checkedNative,
@@ -20,10 +21,12 @@ import {
   expectTinyTrainingMatchesCpu,
   GRADIENT_TOLERANCE,
   onBackend,
+  opGradients,
   type Pad,
   pseudoRandom,
   relativeError,
   tinyNetwork,
+  tinyResidualNetwork,
 } from "./support/kernel_parity.ts";
 
 // `deno task test` builds the library first and fails if it cannot; run on
@@ -190,8 +193,118 @@ nativeTest(
   () => expectTinyTrainingMatchesCpu("native"),
 );
 
-/** Batch-norm output, statistics and the gradients of sum(y * w) on one backend. */
-function batchNormResults(backend: Backend, shape: number[]): Promise<Float32Array[]> {
+nativeTest(
+  "a residual block's training step on native (ReLUs fused into BN and add) matches cpu",
+  () => expectTinyTrainingMatchesCpu("native", tinyResidualNetwork),
+);
+
+nativeTest(
+  "a native training step of a residual block runs the fused ReLUs, not the ReLU kernels",
+  async () => {
+    await initBackend("native");
+    const model = tinyResidualNetwork();
+    const x = tf.tensor4d(pseudoRandom([6, 8, 8, 3], 7), [6, 8, 8, 3]);
+    const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const profile = await tf.profile(() => {
+      const { value, grads } = tf.variableGrads(
+        () => tf.sum(model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar,
+        variables,
+      );
+      tf.dispose([value, ...Object.values(grads)]);
+    });
+    const kernels = profile.kernels.map((k) => k.name);
+    const count = (name: string) => kernels.filter((k) => k === name).length;
+    assert.equal(count("Relu"), 0, `kernels: ${kernels.join(", ")}`);
+    assert.equal(count("RnAddRelu"), 1);
+    // The add's ReLU gradient; the BN's is folded into RnBatchNormBackward.
+    assert.equal(count("RnReluGrad"), 1);
+    assert.equal(count("RnBatchNormBackward"), 2);
+    tf.dispose(x);
+    model.dispose();
+  },
+);
+
+nativeTest("a batch norm whose output goes to a ReLU and elsewhere trains unfused", async () => {
+  // Its weights start as ones and zeros on every backend: nothing random to share.
+  const network = () => {
+    const input = tf.input({ shape: [4, 4, 3] });
+    const bn = tf.layers.batchNormalization({ momentum: 0.9, epsilon: 1e-5 });
+    const normalised = bn.apply(input) as tf.SymbolicTensor;
+    const rectified = tf.layers.reLU().apply(normalised) as tf.SymbolicTensor;
+    const sum = tf.layers.add({}).apply([rectified, normalised]) as tf.SymbolicTensor;
+    return tf.model({ inputs: input, outputs: sum });
+  };
+  const run = (backend: Backend) =>
+    onBackend(backend, async () => {
+      const model = network();
+      const x = tf.tensor4d(pseudoRandom([2, 4, 4, 3], 3), [2, 4, 4, 3]);
+      const y = model.apply(x, { training: true }) as tf.Tensor;
+      const values = await y.data() as Float32Array;
+      tf.dispose([x, y]);
+      model.dispose();
+      return values;
+    });
+  const native = await run("native");
+  const cpu = await run("cpu");
+  assert.ok(native.some((v) => v < 0), "the sum keeps the unrectified half's negatives");
+  const error = relativeError(native, cpu);
+  assert.ok(error <= GRADIENT_TOLERANCE, `relative error ${error}`);
+});
+
+nativeTest("addRelu() matches relu(add) on cpu, forward and gradients", async () => {
+  const shapes = [[4, 6, 6, 8], [4, 6, 6, 8]];
+  const op = (backend: Backend) => (a: tf.Tensor, b: tf.Tensor) =>
+    backend === "native" ? addRelu(a, b) : tf.relu(tf.add(a, b));
+  const forward = (backend: Backend) =>
+    onBackend(backend, async () => {
+      const [a, b] = shapes.map((shape, i) => tf.tensor(pseudoRandom(shape, 10 + i), shape));
+      const y = tf.tidy(() => op(backend)(a, b));
+      const values = await y.data() as Float32Array;
+      tf.dispose([a, b, y]);
+      return values;
+    });
+  const forwardError = relativeError(await forward("native"), await forward("cpu"));
+  assert.ok(forwardError <= GRADIENT_TOLERANCE, `forward relative error ${forwardError}`);
+  const cpu = await opGradients("cpu", shapes, op("cpu"));
+  const native = await opGradients("native", shapes, op("native"));
+  native.forEach((g, i) => {
+    const error = relativeError(g, cpu[i]);
+    assert.ok(error <= GRADIENT_TOLERANCE, `gradient ${i} relative error ${error}`);
+  });
+});
+
+nativeTest("addRelu() keeps ReLU's NaN and zero conventions, and needs native", async () => {
+  const run = (backend: Backend) =>
+    onBackend(backend, async () => {
+      const a = tf.tensor1d([NaN, -1, -0, 0, 2]);
+      const b = tf.tensor1d([0, 0.5, 0, -0, 1]);
+      const dy = tf.tensor1d([1, 2, 3, 4, 5]);
+      const op = (x: tf.Tensor, y: tf.Tensor) =>
+        backend === "native" ? addRelu(x, y) : tf.relu(tf.add(x, y));
+      const out = tf.tidy(() => op(a, b));
+      const [da, db] = tf.grads(op)([a, b], dy);
+      const values = await Promise.all([out, da, db].map(async (t) => Array.from(await t.data())));
+      tf.dispose([a, b, dy, out, da, db]);
+      return values;
+    });
+  const native = await run("native");
+  assert.deepEqual(native, await run("cpu"));
+  assert.deepEqual(native[0], [NaN, 0, 0, 0, 3]);
+  await initBackend("wasm");
+  const x = tf.zeros([3]);
+  assert.throws(() => addRelu(x, x), {
+    message: /addRelu\(\) runs only while the native backend is active/,
+  });
+  x.dispose();
+  await initBackend("native");
+});
+
+/** Batch-norm output, statistics and the gradients of sum(y * w) on one backend (relu(y) with `relu`). */
+function batchNormResults(
+  backend: Backend,
+  shape: number[],
+  relu = false,
+): Promise<Float32Array[]> {
   return onBackend(backend, async () => {
     const channels = shape[shape.length - 1];
     // An offset and a spread per channel, as activations have.
@@ -202,10 +315,11 @@ function batchNormResults(backend: Backend, shape: number[]): Promise<Float32Arr
     const beta = tf.tensor1d(pseudoRandom([channels], 23));
     const w = tf.tensor(pseudoRandom(shape, 24), shape);
     const forward = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
-      if (backend === "native") return batchNormTraining(a, g, b, 1e-5);
+      if (backend === "native") return batchNormTraining(a, g, b, 1e-5, { relu });
       const { mean, variance } = tf.moments(a, [0, 1, 2]);
+      const normalise = () => tf.batchNorm(a, mean, variance, b, g, 1e-5);
       return {
-        y: tf.batchNorm(a, mean, variance, b, g, 1e-5),
+        y: relu ? tf.tidy(() => tf.relu(normalise())) : normalise(),
         mean: mean as tf.Tensor1D,
         variance: variance as tf.Tensor1D,
       };
@@ -232,6 +346,23 @@ nativeTest(
     const errors = native.map((values, i) => relativeError(values, cpu[i]));
     console.log(`    ${names.map((n, i) => `${n} ${errors[i].toExponential(1)}`).join(", ")}`);
     errors.forEach((e, i) => assert.ok(e <= GRADIENT_TOLERANCE, `${names[i]} relative error ${e}`));
+  },
+);
+
+nativeTest(
+  "batchNormTraining({ relu: true }) matches relu(moments + batchNorm) on cpu",
+  async () => {
+    const shape = [4, 6, 6, 16];
+    const cpu = await batchNormResults("cpu", shape, true);
+    const native = await batchNormResults("native", shape, true);
+    const names = ["y", "mean", "variance", "dx", "dgamma", "dbeta"];
+    const errors = native.map((values, i) => relativeError(values, cpu[i]));
+    console.log(`    ${names.map((n, i) => `${n} ${errors[i].toExponential(1)}`).join(", ")}`);
+    errors.forEach((e, i) => assert.ok(e <= GRADIENT_TOLERANCE, `${names[i]} relative error ${e}`));
+    // The ReLU really cut: zeros in the output, and a gradient that differs from the plain one.
+    assert.ok(native[0].some((v) => v === 0) && native[0].some((v) => v > 0));
+    const plain = await batchNormResults("native", shape);
+    assert.ok(relativeError(native[3], plain[3]) > 1e-2, "dx is the rectified op's");
   },
 );
 
@@ -348,7 +479,8 @@ nativeTest("the tiny network in inference (moving statistics) on native matches 
 /** Three Adam steps of createOptimizer() on two variables; their values and the optimiser state. */
 function adamSteps(backend: Backend): Promise<Float32Array[]> {
   return onBackend(backend, async () => {
-    const shapes = [[3, 3, 4, 5], [5]];
+    // The last one is large enough for the kernel to split it over threads.
+    const shapes = [[3, 3, 4, 5], [5], [3, 3, 64, 128]];
     const variables = shapes.map((shape, i) =>
       tf.tidy(() =>
         tf.variable(tf.tensor(pseudoRandom(shape, 40 + i), shape), true, `adam_${backend}_${i}`)

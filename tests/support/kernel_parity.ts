@@ -440,16 +440,42 @@ export function tinyNetwork(): tf.LayersModel {
   return tf.model({ inputs: input, outputs: h });
 }
 
+/**
+ * conv -> BN -> relu, then a residual block's second half (conv -> BN, the
+ * identity added, relu), then global mean -> dense: on native, the first BN
+ * fuses its ReLU, the second (which feeds the add) does not, and the add
+ * fuses the ReLU after it, while the block's input gets gradients from both
+ * of its uses.
+ */
+export function tinyResidualNetwork(): tf.LayersModel {
+  const input = tf.input({ shape: [8, 8, 3] });
+  const apply = (layer: tf.layers.Layer, x: tf.SymbolicTensor | tf.SymbolicTensor[]) =>
+    layer.apply(x) as tf.SymbolicTensor;
+  const bn = () => tf.layers.batchNormalization({ momentum: 0.9, epsilon: 1e-5 });
+  // No bias before a BN: its true gradient is 0, and Adam would amplify the rounding noise.
+  const conv = () =>
+    tf.layers.conv2d({ filters: 4, kernelSize: 3, padding: "same", useBias: false });
+  const h = apply(tf.layers.reLU(), apply(bn(), apply(conv(), input)));
+  const r = apply(bn(), apply(conv(), h));
+  const out = apply(tf.layers.reLU(), apply(tf.layers.add({}), [r, h]));
+  const pooled = apply(tf.layers.globalAveragePooling2d({}), out);
+  return tf.model({ inputs: input, outputs: apply(tf.layers.dense({ units: 5 }), pooled) });
+}
+
 export interface StepResult {
   firstGradients: Float32Array[];
   losses: number[];
   weights: Float32Array[];
 }
 
-/** 3 Adam steps of the tiny network on one fixed batch, from the given weights. */
-export function trainTiny(backend: Backend, initial: Float32Array[]): Promise<StepResult> {
+/** 3 Adam steps of a tiny network (built by `network`) on one fixed batch, from the given weights. */
+export function trainTiny(
+  backend: Backend,
+  initial: Float32Array[],
+  network: () => tf.LayersModel = tinyNetwork,
+): Promise<StepResult> {
   return onBackend(backend, async () => {
-    const model = tinyNetwork();
+    const model = network();
     const initialTensors = initial.map((w, i) => tf.tensor(w, model.getWeights()[i].shape));
     model.setWeights(initialTensors);
     tf.dispose(initialTensors);
@@ -548,20 +574,23 @@ export async function expectOpGradientsMatchCpu(t: Deno.TestContext, backend: Ba
 }
 
 /**
- * {@linkcode tinyNetwork}'s first gradients and its weights after 3 Adam steps
- * match cpu, every weight moved, and the loss fell.
+ * A tiny network's ({@linkcode tinyNetwork} unless told) first gradients and its
+ * weights after 3 Adam steps match cpu, every weight moved, and the loss fell.
  */
-export async function expectTinyTrainingMatchesCpu(backend: Backend) {
+export async function expectTinyTrainingMatchesCpu(
+  backend: Backend,
+  network: () => tf.LayersModel = tinyNetwork,
+) {
   await tf.setBackend("cpu");
-  const reference = tinyNetwork();
+  const reference = network();
   const initial = await Promise.all(
     reference.getWeights().map((w) => w.data() as Promise<Float32Array>),
   );
   const names = reference.weights.map((w) => w.name);
   reference.dispose();
 
-  const cpu = await trainTiny("cpu", initial);
-  const other = await trainTiny(backend, initial);
+  const cpu = await trainTiny("cpu", initial, network);
+  const other = await trainTiny(backend, initial, network);
   const gradientErrors = other.firstGradients.map((g, i) =>
     relativeError(g, cpu.firstGradients[i])
   );

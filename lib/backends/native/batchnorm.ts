@@ -15,9 +15,13 @@
  *   dbeta = sum(dy), dgamma = sum(dy * xhat),
  *   dx = gamma / sqrt(var + eps) * (dy - dbeta / m - xhat * dgamma / m).
  *
+ * With `relu`, the op is relu(batchnorm(x)): the forward rectifies in its
+ * pass, the backward masks dy in its passes (see `relu_fusion.ts`).
+ *
  * {@linkcode fuseBatchNormLayers} makes every batch-norm layer use it while
  * the native backend is active (and normalise with its moving statistics in
- * one native pass in inference); on other backends the layers run as stock.
+ * one native pass in inference), with the ReLU where the layer feeds only a
+ * ReLU layer; on other backends the layers run as stock.
  *
  * @module
  */
@@ -30,6 +34,7 @@ import {
   RN_MOVING_AVERAGES,
 } from "./kernels.ts";
 import { overrideLayerCall, type Undo } from "../acceleration.ts";
+import { feedsOnlyRelu, type LayerOutbound, markRectified } from "./relu_fusion.ts";
 
 /** What a training-mode batch norm returns: the output and the batch statistics it used. */
 export interface BatchNormTraining {
@@ -40,10 +45,16 @@ export interface BatchNormTraining {
   variance: tf.Tensor1D;
 }
 
+/** Options for {@linkcode batchNormTraining}. */
+export interface BatchNormTrainingOptions {
+  /** Return relu(y) instead of y, the ReLU fused into the same passes. @default false */
+  relu?: boolean;
+}
+
 /**
  * Normalises x (channels last) with its own batch statistics, then scales by
- * gamma and shifts by beta; differentiable with respect to x, gamma and beta.
- * Runs only on the `native` backend.
+ * gamma and shifts by beta (and rectifies, with `relu`); differentiable with
+ * respect to x, gamma and beta. Runs only on the `native` backend.
  *
  * @throws {Error} If the native backend is not active, or the shapes do not
  *   fit (gamma, beta: one value per channel of x's last axis).
@@ -53,7 +64,9 @@ export function batchNormTraining(
   gamma: tf.Tensor,
   beta: tf.Tensor,
   epsilon: number,
+  options: BatchNormTrainingOptions = {},
 ): BatchNormTraining {
+  const relu = options.relu ?? false;
   if (!nativeKernelsEnabled()) {
     throw new Error(
       `batchNormTraining() runs only while the native backend is active (initBackend("native"))`,
@@ -67,22 +80,25 @@ export function batchNormTraining(
     const y = tf.engine().runKernel(
       RN_BATCH_NORM_FORWARD,
       { x, mean, variance, gamma, beta },
-      attrs,
+      { epsilon, relu },
     ) as tf.Tensor;
     // Kept by the engine until the backward pass; the statistics are
     // constants of this op, not inputs: its gradient already includes them.
-    save([x, gamma, mean, variance]);
+    // The rectified output is the ReLU's mask.
+    save(relu ? [x, gamma, mean, variance, y] : [x, gamma, mean, variance]);
     return {
       value: y,
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-        const [sx, sGamma, sMean, sVariance] = saved;
-        return tf.engine().runKernel(RN_BATCH_NORM_BACKWARD, {
+        const [sx, sGamma, sMean, sVariance, sY] = saved;
+        const inputs: tf.NamedTensorMap = {
           dy: dy as tf.Tensor,
           x: sx,
           mean: sMean,
           variance: sVariance,
           gamma: sGamma,
-        }, attrs) as tf.Tensor[];
+        };
+        if (sY !== undefined) inputs.relu = sY;
+        return tf.engine().runKernel(RN_BATCH_NORM_BACKWARD, inputs, attrs) as tf.Tensor[];
       },
     };
   });
@@ -91,7 +107,7 @@ export function batchNormTraining(
 }
 
 /** The parts of tfjs's BatchNormalization layer the fused call uses (not in its public typings). */
-interface BatchNormLayerInternals {
+interface BatchNormLayerInternals extends LayerOutbound {
   axis: number;
   momentum: number;
   epsilon: number;
@@ -110,7 +126,10 @@ interface BatchNormLayerInternals {
  * `call`; returns the undo that restores the stock `call`. The weights and
  * what a layer computes do not change: the moving statistics are updated
  * exactly as the stock layer does (`moving -= (moving - batch) * (1 - momentum)`,
- * one `RnMovingAverages` kernel for both). Layers the fused kernels cannot run
+ * one `RnMovingAverages` kernel for both). In training, a layer whose output
+ * goes only to ReLU layers returns relu(y), marked for them to pass on
+ * (`relu_fusion.ts`).
+ * Layers the fused kernels cannot run
  * (an axis other than the last, no gamma or beta), and every layer while
  * another backend is active, run the stock `call`.
  */
@@ -133,12 +152,15 @@ export function fuseBatchNormLayers(): Undo {
         beta: bn.beta.read(),
       }, { epsilon: bn.epsilon }) as tf.Tensor;
     }
-    return tf.tidy(() => {
+    const relu = feedsOnlyRelu(bn);
+    const rectify = (y: tf.Tensor) => relu ? markRectified(y) : y;
+    return rectify(tf.tidy(() => {
       const { y, mean, variance } = batchNormTraining(
         x,
         bn.gamma.read(),
         bn.beta.read(),
         bn.epsilon,
+        { relu },
       );
       const [movingMean, movingVariance] = tf.engine().runKernel(RN_MOVING_AVERAGES, {
         movingMean: bn.movingMean.read(),
@@ -149,6 +171,6 @@ export function fuseBatchNormLayers(): Undo {
       bn.movingMean.write(movingMean);
       bn.movingVariance.write(movingVariance);
       return y;
-    });
+    }));
   });
 }

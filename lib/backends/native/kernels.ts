@@ -53,7 +53,7 @@ import { overrideGradient, overrideKernel, type Undo, undoAll } from "../acceler
 import { channelsLastConvInfo, middleReduction } from "../wasm/kernels.ts";
 
 /** Must equal `rn_abi_version()` in `native/kernels.c`. */
-const ABI_VERSION = 7;
+const ABI_VERSION = 8;
 
 /** The library `deno task build:native` writes. */
 export const NATIVE_LIBRARY_URL = new URL(
@@ -87,11 +87,15 @@ export const NATIVE_SYMBOLS = {
     result: "void",
   },
   rn_batchnorm_forward: {
-    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "f32", "buffer", "i32", "i32"],
+    parameters: [
+      ...["buffer", "buffer", "buffer", "buffer", "buffer", "f32", "buffer"],
+      ...["i32", "i32", "i32"],
+    ],
     result: "void",
   },
   rn_batchnorm_backward: {
     parameters: [
+      "buffer",
       "buffer",
       "buffer",
       "buffer",
@@ -108,6 +112,7 @@ export const NATIVE_SYMBOLS = {
   },
   rn_relu: { parameters: ["buffer", "buffer", "i32"], result: "void" },
   rn_add: { parameters: ["buffer", "buffer", "buffer", "i32", "i32"], result: "void" },
+  rn_add_relu: { parameters: ["buffer", "buffer", "buffer", "i32"], result: "void" },
   rn_pad_hw: {
     parameters: [
       ...["buffer", "buffer", "i32", "i32", "i32", "i32"],
@@ -482,7 +487,10 @@ export const checkedNative = {
     );
   },
 
-  /** y = (x - mean) / sqrt(variance + epsilon) * gamma + beta over x as `[m, c]`. */
+  /**
+   * y = (x - mean) / sqrt(variance + epsilon) * gamma + beta over x as `[m, c]`;
+   * with `relu`, max(0, y) in the same pass.
+   */
   batchNormForward(
     x: Float32Array,
     vectors: {
@@ -495,6 +503,7 @@ export const checkedNative = {
     y: Float32Array,
     m: number,
     c: number,
+    relu = false,
   ): void {
     const call = new NativeCall("rn_batchnorm_forward");
     call.int("m", m);
@@ -503,12 +512,26 @@ export const checkedNative = {
     call.floats("y", y, m * c, "m*c");
     for (const [name, vector] of Object.entries(vectors)) call.floats(name, vector, c, "c");
     const { mean, variance, gamma, beta } = vectors;
-    loaded(call.fn).rn_batchnorm_forward(x, mean, variance, gamma, beta, epsilon, y, m, c);
+    loaded(call.fn).rn_batchnorm_forward(
+      x,
+      mean,
+      variance,
+      gamma,
+      beta,
+      epsilon,
+      y,
+      m,
+      c,
+      relu ? 1 : 0,
+    );
   },
 
-  /** dx, dgamma, dbeta of the training-mode batch norm; returns C's status. */
+  /**
+   * dx, dgamma, dbeta of the training-mode batch norm; with `relu` (the output
+   * of a ReLU fused after it), of relu(batchnorm(x)). Returns C's status.
+   */
   batchNormBackward(
-    rows: { dy: Float32Array; x: Float32Array; dx: Float32Array },
+    rows: { dy: Float32Array; x: Float32Array; dx: Float32Array; relu?: Float32Array },
     vectors: {
       mean: Float32Array;
       variance: Float32Array;
@@ -523,12 +546,15 @@ export const checkedNative = {
     const call = new NativeCall("rn_batchnorm_backward");
     call.int("m", m);
     call.int("c", c);
-    for (const [name, buffer] of Object.entries(rows)) call.floats(name, buffer, m * c, "m*c");
+    for (const [name, buffer] of Object.entries(rows)) {
+      if (buffer !== undefined) call.floats(name, buffer, m * c, "m*c");
+    }
     for (const [name, vector] of Object.entries(vectors)) call.floats(name, vector, c, "c");
-    const { dy, x, dx } = rows;
+    const { dy, x, dx, relu } = rows;
     const { mean, variance, gamma, dgamma, dbeta } = vectors;
     return loaded(call.fn).rn_batchnorm_backward(
       dy,
+      relu ?? null,
       x,
       mean,
       variance,
@@ -540,6 +566,14 @@ export const checkedNative = {
       m,
       c,
     );
+  },
+
+  /** out = max(0, a + b) over n values. */
+  addRelu(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void {
+    const call = new NativeCall("rn_add_relu");
+    call.int("n", n);
+    for (const [name, buffer] of Object.entries({ a, b, out })) call.floats(name, buffer, n, "n");
+    loaded(call.fn).rn_add_relu(a, b, out, n);
   },
 
   /** y = max(0, x) over n values. */
@@ -862,9 +896,16 @@ export const RN_MOMENTS = "RnMoments";
  * `moving - (moving - batch) * decay` (the stock layer's six kernels, in one).
  */
 export const RN_MOVING_AVERAGES = "RnMovingAverages";
-/** y = (x - mean) / sqrt(variance + epsilon) * gamma + beta, channels last. */
+/**
+ * y = (x - mean) / sqrt(variance + epsilon) * gamma + beta, channels last;
+ * with the attribute `relu: true`, max(0, y) in the same pass.
+ */
 export const RN_BATCH_NORM_FORWARD = "RnBatchNormForward";
-/** dx, dgamma, dbeta of the forward, through the batch statistics. */
+/**
+ * dx, dgamma, dbeta of the forward, through the batch statistics; with the
+ * input `relu` (the forward's output with `relu: true`), of max(0, y): dy
+ * masked as ReLU's gradient masks it, in the same passes.
+ */
 export const RN_BATCH_NORM_BACKWARD = "RnBatchNormBackward";
 
 /** x as `[rows, channels]`: channels are the last axis (NHWC). */
@@ -936,7 +977,7 @@ const movingAveragesNative: KernelFunc = (args) => {
 
 const batchNormForwardNative: KernelFunc = (args) => {
   const { x, mean, variance, gamma, beta } = args.inputs as Record<string, TensorInfo>;
-  const { epsilon } = args.attrs as { epsilon: number };
+  const { epsilon, relu } = args.attrs as { epsilon: number; relu?: boolean };
   const [rows, channels] = rowsAndChannels(RN_BATCH_NORM_FORWARD, x);
   for (const [name, info] of Object.entries({ mean, variance, gamma, beta })) {
     checkVector(RN_BATCH_NORM_FORWARD, name, info, channels);
@@ -955,18 +996,22 @@ const batchNormForwardNative: KernelFunc = (args) => {
     heap(backend, y),
     rows,
     channels,
+    relu === true,
   );
   return y;
 };
 
 const batchNormBackwardNative: KernelFunc = (args) => {
   const { dy, x, mean, variance, gamma } = args.inputs as Record<string, TensorInfo>;
+  const { relu } = args.inputs as { relu?: TensorInfo };
   const { epsilon } = args.attrs as { epsilon: number };
   const [rows, channels] = rowsAndChannels(RN_BATCH_NORM_BACKWARD, x);
-  if (dy.shape.join() !== x.shape.join()) {
-    throw new Error(
-      `${RN_BATCH_NORM_BACKWARD}: expected dy of shape [${x.shape}] but found [${dy.shape}]`,
-    );
+  for (const [name, info] of Object.entries({ dy, relu })) {
+    if (info !== undefined && info.shape.join() !== x.shape.join()) {
+      throw new Error(
+        `${RN_BATCH_NORM_BACKWARD}: expected ${name} of shape [${x.shape}] but found [${info.shape}]`,
+      );
+    }
   }
   for (const [name, info] of Object.entries({ mean, variance, gamma })) {
     checkVector(RN_BATCH_NORM_BACKWARD, name, info, channels);
@@ -976,7 +1021,12 @@ const batchNormBackwardNative: KernelFunc = (args) => {
   const dgamma = backend.makeOutput([channels], "float32");
   const dbeta = backend.makeOutput([channels], "float32");
   const status = checkedNative.batchNormBackward(
-    { dy: heap(backend, dy), x: heap(backend, x), dx: heap(backend, dx) },
+    {
+      dy: heap(backend, dy),
+      x: heap(backend, x),
+      dx: heap(backend, dx),
+      relu: relu === undefined ? undefined : heap(backend, relu),
+    },
     {
       mean: heap(backend, mean),
       variance: heap(backend, variance),
@@ -996,6 +1046,9 @@ const batchNormBackwardNative: KernelFunc = (args) => {
 
 /** dy where x > 0, else 0 (NaN where x is NaN): the gradient of ReLU in one pass. */
 export const RN_RELU_GRAD = "RnReluGrad";
+
+/** max(0, a + b) of two float32 tensors of one shape: a residual sum and its ReLU in one pass. */
+export const RN_ADD_RELU = "RnAddRelu";
 
 /** tfjs's XNNPACK ReLU waits on its thread pool; one native pass is cheaper. */
 const reluNative: NativeKernelFunc = (args) => {
@@ -1054,6 +1107,30 @@ const padNative: NativeKernelFunc = (args) => {
     constantValue,
   );
   return y;
+};
+
+const addReluNative: KernelFunc = (args) => {
+  const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+  if (!enabled || library === null) {
+    throw new Error(
+      `${RN_ADD_RELU} runs only while the native kernels are enabled (initBackend("native"))`,
+    );
+  }
+  if (a.dtype !== "float32" || b.dtype !== "float32" || a.shape.join() !== b.shape.join()) {
+    throw new Error(
+      `${RN_ADD_RELU}: expected float32 a and b of one shape but found ` +
+        `${a.dtype} [${a.shape}] and ${b.dtype} [${b.shape}]`,
+    );
+  }
+  const backend = args.backend as BackendWasm;
+  const out = backend.makeOutput(a.shape, "float32");
+  checkedNative.addRelu(
+    heap(backend, a),
+    heap(backend, b),
+    heap(backend, out),
+    util.sizeFromShape(a.shape),
+  );
+  return out;
 };
 
 const reluGradNative: KernelFunc = (args) => {
@@ -1164,13 +1241,17 @@ const REPLACEMENTS: ReadonlyMap<string, NativeKernelFunc> = new Map([
   [PadV2, padNative],
 ]);
 
-/** Kernels only the native backend has: batch norm's (`batchnorm.ts`), ReLU's gradient, Adam's step. */
+/**
+ * Kernels only the native backend has: batch norm's (`batchnorm.ts`), ReLU's
+ * gradient, the residual sum with its ReLU (`relu_fusion.ts`), Adam's step.
+ */
 const NATIVE_ONLY: readonly [string, KernelFunc][] = [
   [RN_MOMENTS, momentsNative],
   [RN_MOVING_AVERAGES, movingAveragesNative],
   [RN_BATCH_NORM_FORWARD, batchNormForwardNative],
   [RN_BATCH_NORM_BACKWARD, batchNormBackwardNative],
   [RN_RELU_GRAD, reluGradNative],
+  [RN_ADD_RELU, addReluNative],
   [RN_ADAM, adamNative],
 ];
 
