@@ -253,7 +253,7 @@ Deno.test("parseTrainArgs() --preset fast sets the fast recipe, and flags overri
   assert.deepEqual(fast, { ...DEFAULT_CONFIG, ...PRESETS.fast });
   assert.equal(fast.width, 16);
   assert.equal(fast.batchSize, 128);
-  assert.equal(fast.epochs, 5);
+  assert.equal(fast.epochs, 9);
   assert.equal(fast.lrSchedule, "onecycle");
   assert.equal(fast.labelSmoothing, 0.1);
   assert.equal(fast.testTimeFlip, true);

@@ -141,7 +141,7 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<Partial<TrainConfig>>
     fast: Object.freeze({
       width: 16,
       batchSize: 128,
-      epochs: 5,
+      epochs: 9,
       learningRate: 0.004,
       lrSchedule: "onecycle",
       labelSmoothing: 0.1,
