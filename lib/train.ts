@@ -247,7 +247,7 @@ export interface InferenceBatch {
  *
  * @example
  * ```ts
- * import { architecture, buildModel } from "./model.ts";
+ * import { resnet18 } from "./model.ts";
  * import { inferBatches } from "./train.ts";
  * const model = resnet18({ width: 2 });
  * const split = { images: new Uint8Array(3 * 3072), labels: new Uint8Array(3), count: 3 };

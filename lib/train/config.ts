@@ -125,15 +125,16 @@ export const PRESET_NAMES: readonly PresetName[] = ["article", "fast"];
  *
  * - `article`: {@linkcode DEFAULT_CONFIG}.
  * - `fast`: accuracy per minute on a CPU. A quarter-width ResNet-18 (16/32/64/128
- *   channels, 16x fewer multiply-adds) at batch 128, for 5 epochs under a
+ *   channels, 16x fewer multiply-adds) at batch 128, for 9 epochs under a
  *   one-cycle schedule peaking at 4x the article's rate, with label smoothing
  *   0.1, training crops shifted by at most 2 pixels (the article: 4), and each
- *   test image scored together with its mirror image. Measured (seed 0, the
- *   native backend on a 2-vCPU AMD EPYC, 336-377 img/s): 52.1 %, 66.2 %,
- *   74.8 %, 79.9 % and 81.9 % test accuracy after epochs 1 to 5, in 13 min 23 s
- *   of wall time (the README's results table). With the article's crop padding
- *   of 4 the same run ended at 80.2 %: in 5 epochs this small network underfits,
- *   and smaller shifts leave more of each image to learn from.
+ *   test image scored together with its mirror image. Measured 2026-12-02 (seed
+ *   0, the native backend with oneDNN on a 2-vCPU AVX-512 AMD EPYC, 521-624
+ *   img/s): 84.6 % test accuracy after 9 epochs in 14 min 33 s of wall time
+ *   (84.5 % with `--epochs 8` in 12 min 41 s; the README's results table). With
+ *   5 epochs, before oneDNN, it reached 81.9 %, and 80.2 % with the article's
+ *   crop padding of 4: this small network underfits in a few epochs, and smaller
+ *   shifts leave more of each image to learn from.
  */
 export const PRESETS: Readonly<Record<PresetName, Readonly<Partial<TrainConfig>>>> = Object
   .freeze({
