@@ -326,14 +326,25 @@ export async function runCellsHeadless(
   const modulePath = join(dir, "cells.ts");
   const outputsPath = join(dir, "outputs.json");
   await Deno.writeTextFile(modulePath, cellsToModule(notebook, pathToFileURL(absolute)));
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--check", "--config", join(REPO_ROOT, "deno.json"), modulePath],
-    cwd: dirname(absolute),
+  const child = spawnCells(modulePath, outputsPath, dirname(absolute), env, "--check");
+  return await finishRun(child, notebook, dir, modulePath, outputsPath);
+}
+
+/** Starts Deno on a runner's generated module, from the notebook's folder as the kernel runs it. */
+function spawnCells(
+  modulePath: string,
+  outputsPath: string,
+  cwd: string,
+  env: Record<string, string>,
+  check: "--check" | "--no-check",
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", check, "--config", join(REPO_ROOT, "deno.json"), modulePath],
+    cwd,
     env: { ...env, NOTEBOOK_OUTPUTS: outputsPath, NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  return await finishRun(child, notebook, dir, modulePath, outputsPath);
 }
 
 /** Waits for a runner's child, reads the recorded outputs and removes its folder on success. */
@@ -411,13 +422,7 @@ export async function runCellSequence(
   }
   driver.push(...recorderEpilogue());
   await Deno.writeTextFile(modulePath, driver.join("\n") + "\n");
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--no-check", "--config", join(REPO_ROOT, "deno.json"), modulePath],
-    cwd: dirname(absolute),
-    env: { ...env, NOTEBOOK_OUTPUTS: outputsPath, NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnCells(modulePath, outputsPath, dirname(absolute), env, "--no-check");
   return await finishRun(child, notebook, dir, modulePath, outputsPath);
 }
 

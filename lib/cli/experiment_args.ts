@@ -8,6 +8,7 @@
  */
 import { fieldValues, flagForField, type FlagTable, formatFlags, parseFlags } from "./flags.ts";
 import { UsageError } from "./run_main.ts";
+import { DATA_SOURCE_FLAGS } from "./train_args.ts";
 import {
   DEFAULT_DEPTH_CONFIG,
   type DepthConfig,
@@ -75,17 +76,7 @@ export const EXPERIMENT_FLAGS = {
     default: DEFAULT_DEPTH_CONFIG.backend,
     help: BACKEND_NAMES.join(" | "),
   },
-  data: {
-    kind: "string",
-    value: "PATH|URL",
-    default: "download to ./data",
-    help: "CIFAR-10 folder, .tar.gz archive, or URL",
-  },
-  md5: {
-    kind: "string",
-    value: "HEX",
-    help: "md5 of the --data archive (a URL, or a local .tar.gz)",
-  },
+  ...DATA_SOURCE_FLAGS,
   out: { kind: "string", value: "DIR", default: "runs/depth", help: "experiment folder" },
   resume: { kind: "boolean", help: "continue the experiment in --out" },
   restart: {

@@ -18,6 +18,21 @@ import {
   type TrainConfig,
 } from "../train/config.ts";
 
+/** Where CIFAR-10 comes from: the flags every task that loads it shares (train, experiment:depth). */
+export const DATA_SOURCE_FLAGS = {
+  data: {
+    kind: "string",
+    value: "PATH|URL",
+    default: "download to ./data",
+    help: "CIFAR-10 folder, .tar.gz archive, or URL",
+  },
+  md5: {
+    kind: "string",
+    value: "HEX",
+    help: "md5 of the --data archive (a URL, or a local .tar.gz)",
+  },
+} as const satisfies FlagTable<never>;
+
 /** The trainer's flags; defaults shown are {@linkcode DEFAULT_CONFIG}'s. */
 export const TRAIN_FLAGS = {
   preset: {
@@ -121,17 +136,7 @@ plain18, plain20, ...: the same layers without shortcuts`,
     default: DEFAULT_CONFIG.backend,
     help: BACKEND_NAMES.join(" | "),
   },
-  data: {
-    kind: "string",
-    value: "PATH|URL",
-    default: "download to ./data",
-    help: "CIFAR-10 folder, .tar.gz archive, or URL",
-  },
-  md5: {
-    kind: "string",
-    value: "HEX",
-    help: "md5 of the --data archive (a URL, or a local .tar.gz)",
-  },
+  ...DATA_SOURCE_FLAGS,
   out: { kind: "string", value: "DIR", default: "runs/<date-time>", help: "run folder" },
   resume: { kind: "boolean", help: "continue the run in --out from its last checkpoint" },
   restart: {

@@ -269,16 +269,21 @@ export function runConfigFor(config: DepthConfig, arch: ArchName): TrainConfig {
   });
 }
 
-/** The experiment's config saved in `out`, checked; null when there is none. */
-export async function readDepthConfig(out: string): Promise<DepthConfig | null> {
-  const path = `${out}/${DEPTH_FILES.config}`;
-  let text: string;
+/** The file's text, or null when there is no such file (any other error is thrown). */
+async function readTextIfPresent(path: string): Promise<string | null> {
   try {
-    text = await Deno.readTextFile(path);
+    return await Deno.readTextFile(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
     throw error;
   }
+}
+
+/** The experiment's config saved in `out`, checked; null when there is none. */
+export async function readDepthConfig(out: string): Promise<DepthConfig | null> {
+  const path = `${out}/${DEPTH_FILES.config}`;
+  const text = await readTextIfPresent(path);
+  if (text === null) return null;
   try {
     return makeDepthConfig(JSON.parse(text));
   } catch (error) {
@@ -615,13 +620,8 @@ function depthRecord(r: EpochRecord, trainError: number | null): DepthRecord {
 /** A net's `<arch>.json` from an earlier process; null when there is none. */
 async function readModelResult(out: string, arch: ArchName): Promise<ModelResult | null> {
   const path = `${out}/${arch}.json`;
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
-    throw error;
-  }
+  const text = await readTextIfPresent(path);
+  if (text === null) return null;
   let parsed: ModelResult;
   try {
     parsed = JSON.parse(text);
